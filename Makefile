@@ -1,0 +1,40 @@
+# Quickstart:  make repro  (run the pipeline)   make test  (run the tests)
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Stages run `python ...`: put the venv first on PATH so that is the venv's python.
+RUN    := PATH="$(BIN):$$PATH"
+
+.PHONY: install repro test bench lock mlflow-ui clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+repro: install
+	$(RUN) dvc repro
+
+test: install
+	$(RUN) python -m pytest
+
+bench: install
+	$(RUN) python benchmarks/run.py
+
+# Re-resolve the dependency ranges in pyproject.toml and pin the result.
+lock:
+	rm -rf /tmp/invaders-lock && $(PYTHON) -m venv /tmp/invaders-lock
+	/tmp/invaders-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
+	/tmp/invaders-lock/bin/python -m pip install --quiet ".[dev]"
+	/tmp/invaders-lock/bin/python -m pip freeze --exclude invaders | sort -f > requirements.lock
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf $(VENV) data mlflow.db mlruns .pytest_cache

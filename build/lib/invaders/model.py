@@ -1,0 +1,112 @@
+"""Q-networks, built from built-in Keras layers only.
+
+Inputs are uint8 frame stacks of shape (window, *frame); scaling to [0, 1] happens inside
+the network, so replay memory and batches stay uint8. The dueling head is built from
+built-in layers (no Python lambda), so every saved model loads in Keras safe mode.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tf_keras  # noqa: E402
+from tf_keras import layers  # noqa: E402
+
+from invaders.config import ModelConfig  # noqa: E402
+from invaders.errors import UserError  # noqa: E402
+
+
+def build_q_network(cfg: ModelConfig, frame_shape: tuple[int, ...], window: int, n_actions: int) -> tf_keras.Model:
+    """`nature`: the DeepMind Nature CNN on (window, 84, 84) grayscale stacks.
+
+    `seed`: the reference article's net. Its convolutions run on each of the `window` raw
+    RGB frames separately (a 5-D input; Keras treats the leading axes as batch) and the
+    result is flattened: 34,812,326 parameters with 6 actions and no dueling head. keras-rl2's
+    dueling head, as the article used it, adds 257 (the value stream).
+    """
+    inputs = layers.Input(shape=(window, *frame_shape), dtype="uint8", name="frames")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    if cfg.architecture == "nature":
+        x = layers.Permute((2, 3, 1), name="channels_last")(x)
+        x = layers.Conv2D(32, 8, strides=4, activation="relu", name="conv1")(x)
+        x = layers.Conv2D(64, 4, strides=2, activation="relu", name="conv2")(x)
+        x = layers.Conv2D(64, 3, strides=1, activation="relu", name="conv3")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(512, activation="relu", name="dense1")(x)
+    else:  # seed
+        x = layers.Conv2D(32, 8, strides=4, activation="relu", name="conv1")(x)
+        x = layers.Conv2D(64, 4, strides=2, activation="relu", name="conv2")(x)
+        x = layers.Conv2D(64, 3, strides=1, activation="relu", name="conv3")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(512, activation="relu", name="dense1")(x)
+        x = layers.Dense(256, activation="relu", name="dense2")(x)
+    q = _q_head(x, cfg.dueling, n_actions)
+    return tf_keras.Model(inputs, q, name=f"{cfg.architecture}_dqn")
+
+
+def _q_head(x, dueling: str, n_actions: int):
+    """Q = V + A - mean(A) (avg) or - max(A) (max), as keras-rl2's dueling types define it."""
+    if dueling == "none":
+        return layers.Dense(n_actions, name="q_values")(x)
+    value = layers.Dense(1, name="value")(x)
+    advantage = layers.Dense(n_actions, name="advantage")(x)
+    column = layers.Reshape((n_actions, 1), name="advantage_column")(advantage)
+    pool = layers.GlobalAveragePooling1D if dueling == "avg" else layers.GlobalMaxPooling1D
+    baseline = pool(name=f"advantage_{dueling}")(column)
+    centred = layers.Subtract(name="advantage_centred")([advantage, baseline])
+    return layers.Add(name="q_values")([value, centred])
+
+
+def save_network(model: tf_keras.Model, path: str | Path) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ModelFileError(UserError):
+    """A model file that cannot be used; the message is one line for the user."""
+
+
+def load_network(path: str | Path) -> tf_keras.Model:
+    """Load a saved Q-network in safe mode: no code from the file is ever run."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        return tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a bad file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
+
+
+def summarize(model: tf_keras.Model) -> dict:
+    """Parameter count and layer table, in layer order."""
+    rows = []
+    for layer in model.layers:
+        shape = layer.output_shape
+        rows.append({
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": list(shape[0] if isinstance(shape, list) else shape),
+            "params": int(layer.count_params()),
+        })
+    return {
+        "name": model.name,
+        "params": int(model.count_params()),
+        "input_shape": list(model.input_shape),
+        "n_actions": int(model.output_shape[-1]),
+        "layers": rows,
+    }
+
+
+def summary_text(model: tf_keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=100)
+    return "\n".join(lines) + "\n"

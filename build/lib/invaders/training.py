@@ -1,0 +1,113 @@
+"""Training: keras-rl2's fit loop, with a per-episode history, a progress bar and checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from invaders.agent import load_agent, seed_everything
+from invaders.compat import load_rl
+from invaders.config import Params
+from invaders.envs import RLEnv, make_env
+from invaders.model import save_network
+
+HISTORY_FIELDS = ["episode", "step", "reward", "length", "epsilon", "loss", "mean_q", "wall_time_seconds"]
+
+# (global step, metrics) -> None; how a caller (the train stage) tracks progress.
+MetricsSink = Callable[[int, dict[str, float]], None]
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | None = None):
+    """Train the network at `model_path` for `params.train.steps`; returns (agent, history rows).
+
+    Writes `out_dir/checkpoint.keras` every `train.checkpoint_every` steps.
+    """
+    rl = load_rl()
+    seed_everything(params.seed)
+    agent = load_agent(model_path, params, training=True)
+    env = RLEnv(make_env(params.env), params.seed)
+    sink = sink or (lambda step, metrics: None)
+    cfg = params.train
+
+    class Progress(rl.Callback):
+        """Per-episode history rows, step-level metrics every `log_every`, the progress bar."""
+
+        def __init__(self):
+            self.rows: list[dict] = []
+            self.start = time.perf_counter()
+            self.bar = tqdm(total=cfg.steps, desc="train", unit="step", mininterval=1.0, smoothing=0.05)
+            self.window_start = (0, self.start)
+            self.window_losses: list[float] = []
+            self.window_q: list[float] = []
+
+        def on_episode_begin(self, episode, logs={}):
+            self.score, self.losses, self.q = 0.0, [], []
+
+        def on_step_end(self, step, logs={}):
+            self.score += logs["info"]["raw_reward"]
+            metrics = dict(zip(self.model.metrics_names, logs["metrics"]))
+            if not math.isnan(metrics.get("loss", math.nan)):
+                self.losses.append(metrics["loss"])
+                self.q.append(metrics["mean_q"])
+                self.window_losses.append(metrics["loss"])
+                self.window_q.append(metrics["mean_q"])
+            self.bar.update(1)
+            done = int(self.model.step) + 1  # fit increments step after the callbacks
+            if done % cfg.log_every == 0:
+                self._log_window(done)
+            if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                save_network(self.model.model, out_dir / "checkpoint.keras")
+
+        def _log_window(self, done: int) -> None:
+            last_step, last_time = self.window_start
+            now = time.perf_counter()
+            metrics = {"steps_per_s": (done - last_step) / max(now - last_time, 1e-9),
+                       "epsilon": float(self.model.policy.get_current_value())}
+            if self.window_losses:
+                metrics.update(train_loss=_mean(self.window_losses), train_mean_q=_mean(self.window_q))
+            sink(done, metrics)
+            self.window_start, self.window_losses, self.window_q = (done, now), [], []
+
+        def on_episode_end(self, episode, logs={}):
+            row = {
+                "episode": episode + 1,
+                "step": int(logs["nb_steps"]),
+                "reward": self.score,
+                "length": int(logs["nb_episode_steps"]),
+                "epsilon": round(float(self.model.policy.get_current_value()), 6),
+                "loss": _mean(self.losses),
+                "mean_q": _mean(self.q),
+                "wall_time_seconds": round(time.perf_counter() - self.start, 3),
+            }
+            self.rows.append(row)
+            self.bar.set_postfix(episode=row["episode"], reward=row["reward"], eps=f"{row['epsilon']:.3f}")
+            sink(row["step"], {"episode_reward": row["reward"], "episode_length": row["length"]})
+
+    progress = Progress()
+    try:
+        agent.fit(env, nb_steps=cfg.steps, verbose=0, callbacks=[progress])
+    finally:
+        progress.bar.close()
+        env.close()
+    (out_dir / "checkpoint.keras").unlink(missing_ok=True)  # the final model supersedes it
+    return agent, progress.rows
+
+
+def train_summary(rows: list[dict], steps: int, seconds: float) -> dict:
+    last = [r["reward"] for r in rows[-10:]]
+    return {
+        "steps": steps,
+        "episodes": len(rows),
+        "last10_mean_reward": float(np.mean(last)) if last else None,
+        "duration_seconds": round(seconds, 1),
+        "steps_per_s": round(steps / seconds, 2),
+    }

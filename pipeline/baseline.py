@@ -1,0 +1,34 @@
+"""Stage `baseline`: a uniformly random policy plays `baseline.episodes` seeded episodes."""
+
+from pathlib import Path
+
+import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
+from invaders import files
+from invaders.config import load_params
+from invaders.errors import exit_on_user_error
+from invaders.evaluation import EPISODE_FIELDS, episode_rows, play_random, score_summary
+from invaders.tracking import connect
+
+OUT = Path("data/baseline")
+
+
+@exit_on_user_error
+def main() -> None:
+    params = load_params()
+    connect(params.mlflow.experiment)
+    import mlflow
+
+    episodes = play_random(params.env, params.baseline.episodes, params.seed)
+    metrics = score_summary(episodes)
+    with mlflow.start_run(run_name="random-baseline", tags={"stage": "baseline"}) as run:
+        mlflow.log_params({k: v for k, v in params.flat().items() if k == "seed" or k.startswith(("env.", "baseline."))})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        files.write_csv(OUT / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)
+        files.write_json(OUT / "metrics.json", metrics)
+        files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
+        mlflow.log_artifacts(str(OUT))
+    print(f"baseline: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f} over {metrics['episodes']} episodes")
+
+
+if __name__ == "__main__":
+    main()

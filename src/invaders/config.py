@@ -1,0 +1,180 @@
+"""Typed parameters: `params.yaml` loaded into pydantic models.
+
+Every key is declared here with its type, range and meaning, so this module is
+the params reference. Unknown keys are errors (`extra="forbid"`): a typo must
+never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+from invaders.errors import UserError
+
+
+class ParamsError(UserError):
+    """A params file that cannot be used; the message is one line for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvConfig(_Section):
+    id: str = "ALE/SpaceInvaders-v5"
+    frame_skip: int = Field(4, ge=1, le=16, description="emulator frames per agent step")
+    sticky_action_prob: float = Field(0.25, ge=0.0, le=1.0, description="ALE repeat_action_probability")
+    observation: Literal["deepmind", "raw"] = Field(
+        "deepmind", description="deepmind: 84x84 grayscale, max-pooled over skipped frames; raw: 210x160 RGB"
+    )
+    noop_max: int = Field(30, ge=0, le=1000, description="random no-ops at episode start (deepmind only)")
+    max_episode_steps: int = Field(27_000, ge=1, description="agent steps before an episode is truncated")
+    clip_rewards: bool = Field(True, description="train on sign(reward); scores are always reported raw")
+
+
+class BaselineConfig(_Section):
+    episodes: int = Field(30, ge=1, le=10_000)
+
+
+class ModelConfig(_Section):
+    architecture: Literal["nature", "seed"] = "nature"
+    dueling: Literal["avg", "max", "none"] = "avg"
+
+
+class EpsilonConfig(_Section):
+    start: float = Field(1.0, ge=0.0, le=1.0)
+    end: float = Field(0.01, ge=0.0, le=1.0)
+    anneal_steps: int = Field(25_000, ge=1, description="steps over which epsilon falls linearly from start to end")
+    test: float = Field(0.01, ge=0.0, le=1.0, description="epsilon of keras-rl2's test policy")
+
+
+class AgentConfig(_Section):
+    window_length: int = Field(4, ge=1, le=64, description="frames stacked into one state")
+    memory_limit: int = Field(100_000, ge=1, description="replay memory capacity in transitions")
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    batch_size: int = Field(32, ge=1, le=4096)
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    warmup_steps: int = Field(5_000, ge=0, description="steps of acting before the first gradient step")
+    target_update: int = Field(1_000, ge=1, description="steps between hard target-network updates")
+    train_interval: int = Field(4, ge=1, description="env steps per gradient step")
+    double_dqn: bool = True
+    delta_clip: float = Field(1.0, gt=0.0, description="Huber loss threshold; .inf gives the squared loss")
+    epsilon: EpsilonConfig = EpsilonConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AgentConfig":
+        if self.memory_limit < self.batch_size:
+            raise ValueError(f"memory_limit ({self.memory_limit}) must be at least batch_size ({self.batch_size})")
+        if self.window_length > self.memory_limit:
+            raise ValueError(f"window_length ({self.window_length}) must not exceed memory_limit ({self.memory_limit})")
+        return self
+
+
+class TrainConfig(_Section):
+    steps: int = Field(120_000, ge=1, description="agent steps of training")
+    log_every: int = Field(1_000, ge=1, description="steps between MLflow step-level metrics (loss, mean Q)")
+    checkpoint_every: int = Field(10_000, ge=1, description="steps between weight checkpoints")
+
+
+class EvaluateConfig(_Section):
+    episodes: int = Field(30, ge=1, le=10_000)
+    epsilon: float = Field(0.01, ge=0.0, le=1.0)
+    video: bool = Field(True, description="record the first evaluation episode as MP4")
+
+
+class MlflowConfig(_Section):
+    experiment: str = Field("invaders", min_length=1)
+
+
+class Params(_Section):
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    env: EnvConfig = EnvConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    model: ModelConfig = ModelConfig()
+    agent: AgentConfig = AgentConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Params":
+        needs = {"nature": "deepmind", "seed": "raw"}[self.model.architecture]
+        if self.env.observation != needs:
+            raise ValueError(
+                f"model.architecture {self.model.architecture!r} needs env.observation {needs!r}"
+                f" (got {self.env.observation!r})"
+            )
+        if self.agent.warmup_steps >= self.train.steps:
+            raise ValueError(
+                f"agent.warmup_steps ({self.agent.warmup_steps}) must be less than train.steps ({self.train.steps})"
+            )
+        return self
+
+    def flat(self) -> dict[str, object]:
+        """Dotted keys in declaration order, for MLflow params."""
+        out: dict[str, object] = {}
+
+        def walk(prefix: str, value: object) -> None:
+            if isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(f"{prefix}{name}.", getattr(value, name))
+            else:
+                out[prefix[:-1]] = value
+
+        walk("", self)
+        return out
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "params"
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "literal_error":
+        allowed = msg.split("Input should be ", 1)[-1]
+        return f"{key}: got {error['input']!r}, allowed: {allowed}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{key}: {msg} (got {error['input']!r})" if kind != "value_error" else f"{key}: {msg}"
+
+
+def parse_params(raw: object, source: str = "params") -> Params:
+    """Validate a mapping; raise ParamsError with a one-line message naming the key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(f"{source}: {_describe(exc.errors()[0])}") from None
+    _check_env_id(params.env.id, source)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}:{where} not valid YAML") from None
+    return parse_params(raw, str(path))
+
+
+def _check_env_id(env_id: str, source: str) -> None:
+    from invaders.envs import known_env_ids
+
+    known = known_env_ids()
+    if env_id not in known:
+        close = sorted(i for i in known if i.split("/")[-1].split("-")[0].lower() in env_id.lower())
+        hint = f" (did you mean {close[0]}?)" if close else " (an ALE id such as ALE/SpaceInvaders-v5)"
+        raise ParamsError(f"{source}: env.id: {env_id!r} is not a registered ALE environment{hint}")

@@ -1,0 +1,90 @@
+"""Atari environments: gymnasium + ale-py (ROMs ship inside ale-py), and the adapter keras-rl2 needs."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import gymnasium as gym
+import numpy as np
+
+from invaders.config import EnvConfig
+
+
+@cache
+def known_env_ids() -> frozenset[str]:
+    import ale_py
+
+    gym.register_envs(ale_py)
+    return frozenset(i for i in gym.registry if i.startswith("ALE/"))
+
+
+def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
+    """A gymnasium env producing uint8 observations as `cfg.observation` asks.
+
+    deepmind: ALE steps every frame; AtariPreprocessing repeats the action `frame_skip` times,
+    max-pools the last two frames, converts to 84x84 grayscale and adds random no-op starts.
+    raw: ALE repeats the action itself and returns the 210x160 RGB screen.
+    """
+    known_env_ids()  # registers the ALE ids
+    deepmind = cfg.observation == "deepmind"
+    env = gym.make(
+        cfg.id,
+        frameskip=1 if deepmind else cfg.frame_skip,
+        repeat_action_probability=cfg.sticky_action_prob,
+        full_action_space=False,
+        max_episode_steps=None if deepmind else cfg.max_episode_steps,
+        render_mode="rgb_array" if render else None,
+    )
+    if deepmind:
+        env = gym.wrappers.AtariPreprocessing(
+            env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip, screen_size=84,
+            terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False,
+        )
+        env = gym.wrappers.TimeLimit(env, max_episode_steps=cfg.max_episode_steps)
+    return env
+
+
+def observation_shape(cfg: EnvConfig) -> tuple[int, ...]:
+    return (84, 84) if cfg.observation == "deepmind" else (210, 160, 3)
+
+
+def action_count(cfg: EnvConfig) -> int:
+    env = make_env(cfg)
+    try:
+        return int(env.action_space.n)
+    finally:
+        env.close()
+
+
+class RLEnv:
+    """A gymnasium env behind the old Gym API that keras-rl2 speaks.
+
+    `reset()` returns the observation; `step()` returns (obs, reward, done, info) where
+    done = terminated or truncated. The seed goes to the first reset only, so the episodes
+    after it continue one seeded random stream. `info["raw_reward"]` carries the unclipped
+    game reward, whatever a processor later does to `reward`.
+    """
+
+    def __init__(self, env: gym.Env, seed: int):
+        self.env = env
+        self.action_space = env.action_space
+        self.observation_space = env.observation_space
+        self._seed: int | None = seed
+        self.action_space.seed(seed)
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=self._seed)
+        self._seed = None
+        return obs
+
+    def step(self, action: int):
+        obs, reward, terminated, truncated, info = self.env.step(int(action))
+        info = {k: v for k, v in info.items() if np.isscalar(v)}
+        info["raw_reward"] = float(reward)
+        return obs, float(reward), bool(terminated or truncated), info
+
+    def render(self, mode: str = "rgb_array"):
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()

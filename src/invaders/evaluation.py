@@ -1,0 +1,129 @@
+"""Playing episodes: the random baseline, a trained agent, scores and gameplay video."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from invaders.config import EnvConfig
+from invaders.envs import RLEnv, make_env
+
+EPISODE_FIELDS = ["episode", "reward", "length"]
+
+
+@dataclass(frozen=True)
+class Episode:
+    episode: int
+    reward: float  # the raw game score, never clipped
+    length: int  # agent steps
+
+
+def score_summary(episodes: list[Episode]) -> dict[str, float | int]:
+    rewards = np.array([e.reward for e in episodes], dtype=np.float64)
+    return {
+        "mean_reward": float(rewards.mean()),
+        "std_reward": float(rewards.std()),
+        "min_reward": float(rewards.min()),
+        "max_reward": float(rewards.max()),
+        "episodes": len(episodes),
+    }
+
+
+def episode_rows(episodes: list[Episode]) -> list[dict]:
+    return [asdict(e) for e in episodes]
+
+
+def play_random(cfg: EnvConfig, episodes: int, seed: int) -> list[Episode]:
+    """A uniformly random policy; actions drawn from a generator seeded with `seed`."""
+    env = RLEnv(make_env(cfg), seed)
+    rng = np.random.default_rng(seed)
+    n = env.action_space.n
+    played = []
+    try:
+        for i in tqdm(range(episodes), desc="baseline", unit="episode"):
+            env.reset()
+            done, score, length = False, 0.0, 0
+            while not done:
+                _, _, done, info = env.step(int(rng.integers(n)))
+                score += info["raw_reward"]
+                length += 1
+            played.append(Episode(i + 1, score, length))
+    finally:
+        env.close()
+    return played
+
+
+def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | None = None) -> list[Episode]:
+    """keras-rl2's test loop; the first episode is recorded to `video` if given."""
+    from invaders.agent import seed_everything
+    from invaders.compat import load_rl
+
+    rl = load_rl()
+    seed_everything(seed)  # the test policy's epsilon draws use NumPy's global RNG
+
+    class Recorder(rl.Callback):
+        def __init__(self):
+            self.played: list[Episode] = []
+            self.frames: list[np.ndarray] = []
+            self.score = 0.0
+            self.bar = tqdm(total=episodes, desc="evaluate", unit="episode")
+
+        def recording(self) -> bool:
+            return video is not None and not self.played
+
+        def on_episode_begin(self, episode, logs={}):
+            self.score = 0.0
+
+        def on_step_begin(self, step, logs={}):
+            if step == 0 and self.recording():  # the first screen after reset
+                self.frames.append(self.env.render())
+
+        def on_step_end(self, step, logs={}):
+            self.score += logs["info"]["raw_reward"]
+            if self.recording():
+                self.frames.append(self.env.render())
+
+        def on_episode_end(self, episode, logs={}):
+            self.played.append(Episode(episode + 1, self.score, int(logs["nb_steps"])))
+            self.bar.update(1)
+            self.bar.set_postfix(reward=self.score)
+
+    env = RLEnv(make_env(cfg, render=video is not None), seed)
+    recorder = Recorder()
+    try:
+        agent.test(env, nb_episodes=episodes, visualize=False, verbose=0, callbacks=[recorder])
+    finally:
+        recorder.bar.close()
+        env.close()
+    if video is not None:
+        write_video(recorder.frames, video, fps=60 / cfg.frame_skip)
+    return recorder.played
+
+
+def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> None:
+    """H.264 MP4 via the ffmpeg binary that ships inside imageio-ffmpeg; atomic."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.mp4")
+    try:
+        with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1,
+                                ffmpeg_log_level="error", pixelformat="yuv420p") as writer:
+            for frame in frames:
+                # Even sides for yuv420p; x2 so the 160-pixel-wide screen is watchable.
+                writer.append_data(np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def improvement(mean: float, baseline_mean: float) -> float | None:
+    """Ratio of the agent's mean score to the random baseline's (None if that is not positive)."""
+    return mean / baseline_mean if baseline_mean > 0 else None
