@@ -49,7 +49,7 @@ class ModelConfig(_Section):
 class EpsilonConfig(_Section):
     start: float = Field(1.0, ge=0.0, le=1.0)
     end: float = Field(0.01, ge=0.0, le=1.0)
-    anneal_steps: int = Field(25_000, ge=1, description="steps over which epsilon falls linearly from start to end")
+    anneal_steps: int = Field(30_000, ge=1, description="steps over which epsilon falls linearly from start to end")
     test: float = Field(0.01, ge=0.0, le=1.0, description="epsilon of keras-rl2's test policy")
 
 
@@ -59,7 +59,7 @@ class AgentConfig(_Section):
     gamma: float = Field(0.99, gt=0.0, le=1.0)
     batch_size: int = Field(32, ge=1, le=4096)
     learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
-    warmup_steps: int = Field(5_000, ge=0, description="steps of acting before the first gradient step")
+    warmup_steps: int = Field(10_000, ge=0, description="steps of acting before the first gradient step")
     target_update: int = Field(1_000, ge=1, description="steps between hard target-network updates")
     train_interval: int = Field(4, ge=1, description="env steps per gradient step")
     double_dqn: bool = True
@@ -76,7 +76,7 @@ class AgentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(120_000, ge=1, description="agent steps of training")
+    steps: int = Field(150_000, ge=1, description="agent steps of training")
     log_every: int = Field(1_000, ge=1, description="steps between MLflow step-level metrics (loss, mean Q)")
     checkpoint_every: int = Field(10_000, ge=1, description="steps between weight checkpoints")
 
