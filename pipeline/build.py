@@ -4,19 +4,20 @@ from pathlib import Path
 
 import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders import files
-from invaders.agent import seed_everything
-from invaders.compat import adam
 from invaders.config import load_params
 from invaders.envs import action_count, observation_shape
 from invaders.errors import exit_on_user_error
-from invaders.model import build_q_network, save_network, summarize, summary_text
 
 OUT = Path("data/model")
 
 
 @exit_on_user_error
 def main() -> None:
-    params = load_params()
+    params = load_params()  # before TensorFlow is imported: bad params fail fast
+    from invaders.agent import seed_everything
+    from invaders.compat import adam
+    from invaders.model import build_q_network, save_network, summarize, summary_text
+
     seed_everything(params.seed)  # the initial weights
     model = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
                             action_count(params.env))

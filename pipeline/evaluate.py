@@ -4,7 +4,6 @@ from pathlib import Path
 
 import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders import files
-from invaders.agent import load_agent
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
@@ -23,6 +22,8 @@ def main() -> None:
     cfg = params.evaluate
     connect(params.mlflow.experiment)
     import mlflow
+
+    from invaders.agent import load_agent
 
     agent = load_agent(MODEL, params, training=False, test_epsilon=cfg.epsilon)
     video = OUT / "video" / "episode.mp4" if cfg.video else None

@@ -7,9 +7,7 @@ import invaders  # noqa: F401  (selects tf-keras before anything imports TensorF
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
-from invaders.model import save_network
 from invaders.tracking import connect
-from invaders.training import HISTORY_FIELDS, train, train_summary
 
 MODEL = Path("data/model/model.keras")
 OUT = Path("data/train")
@@ -21,6 +19,9 @@ def main() -> None:
     connect(params.mlflow.experiment)
     import mlflow
     import numpy as np
+
+    from invaders.model import save_network
+    from invaders.training import HISTORY_FIELDS, train, train_summary
 
     OUT.mkdir(parents=True, exist_ok=True)
     with mlflow.start_run(run_name=f"dqn-{params.model.architecture}", tags={"stage": "train"},

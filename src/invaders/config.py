@@ -70,6 +70,12 @@ class AgentConfig(_Section):
     def _consistent(self) -> "AgentConfig":
         if self.memory_limit < self.batch_size:
             raise ValueError(f"memory_limit ({self.memory_limit}) must be at least batch_size ({self.batch_size})")
+        least = max(self.batch_size, self.window_length + 2)
+        if self.warmup_steps < least:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be at least {least}, to fill a batch of windows before"
+                " the first gradient step"
+            )
         if self.window_length > self.memory_limit:
             raise ValueError(f"window_length ({self.window_length}) must not exceed memory_limit ({self.memory_limit})")
         return self

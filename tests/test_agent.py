@@ -1,0 +1,73 @@
+import random
+
+import numpy as np
+import pytest
+
+import invaders  # noqa: F401
+from invaders.agent import build_agent, fast_dqn_agent_class
+from invaders.compat import load_rl
+from invaders.config import parse_params
+from conftest import merge
+from invaders.model import build_q_network
+
+
+def _pair(params):
+    """keras-rl2's DQNAgent and ours, on identical networks and identical replay memories."""
+    rl = load_rl()
+    rng = np.random.default_rng(0)
+    net = build_q_network(params.model, (84, 84), params.agent.window_length, 6)
+    agents = []
+    for cls in (rl.DQNAgent, fast_dqn_agent_class()):
+        clone = build_q_network(params.model, (84, 84), params.agent.window_length, 6)
+        clone.set_weights(net.get_weights())
+        agent = build_agent(clone, params, training=True, agent_class=cls)
+        agent.training = True
+        agents.append(agent)
+    for t in range(80):
+        obs = rng.integers(0, 256, (84, 84), dtype=np.uint8)
+        action, reward, terminal = int(rng.integers(6)), float(rng.integers(-1, 2)), t % 37 == 36
+        for agent in agents:
+            agent.memory.append(obs, action, reward, terminal)
+    return agents
+
+
+@pytest.mark.parametrize("double_dqn, delta_clip", [(True, 1.0), (False, float("inf"))])
+def test_fast_gradient_step_equals_keras_rl2s(tiny_params, double_dqn, delta_clip):
+    params = parse_params(merge(tiny_params, {"agent": {
+        "double_dqn": double_dqn, "delta_clip": delta_clip, "train_interval": 1, "warmup_steps": 40,
+        "target_update": 1000}}))
+    plain, fast = _pair(params)
+    # Make the target net differ from the online one so both networks matter in the target.
+    for agent in (plain, fast):
+        agent.target_model.set_weights([w * 0.5 for w in agent.target_model.get_weights()])
+    state = plain.memory.get_recent_state(np.zeros((84, 84), np.uint8))
+    np.testing.assert_allclose(fast.compute_q_values(state), plain.compute_q_values(state), rtol=1e-5, atol=1e-6)
+
+    results = []
+    for agent in (plain, fast):
+        agent.step = 41
+        agent.recent_observation, agent.recent_action = np.zeros((84, 84), np.uint8), 0
+        random.seed(7)
+        np.random.seed(7)  # the same replay batch for both
+        metrics = agent.backward(0.0, terminal=False)
+        results.append((dict(zip(agent.metrics_names, metrics)), agent.model.get_weights()))
+    (m_plain, w_plain), (m_fast, w_fast) = results
+    for name in ("loss", "mae", "mean_q"):
+        assert m_fast[name] == pytest.approx(m_plain[name], rel=1e-4, abs=1e-6), name
+    moved = False
+    for a, b, before in zip(w_plain, w_fast, fast.target_model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+        moved |= not np.allclose(a, before * 2)
+    assert moved  # the update did change the weights
+
+
+def test_target_network_updates_on_schedule(tiny_params):
+    params = parse_params(merge(tiny_params, {"agent": {"target_update": 50, "warmup_steps": 40}}))
+    _, fast = _pair(params)
+    fast.model.set_weights([w + 1 for w in fast.model.get_weights()])
+    for step, expect_equal in ((49, False), (50, True)):
+        fast.step = step
+        fast.recent_observation, fast.recent_action = np.zeros((84, 84), np.uint8), 0
+        fast.backward(0.0, terminal=False)
+        same = all(np.array_equal(a, b) for a, b in zip(fast.model.get_weights(), fast.target_model.get_weights()))
+        assert same == expect_equal

@@ -1,0 +1,77 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, merge
+from invaders.config import ParamsError, load_params, parse_params
+
+
+def test_params_yaml_and_seed_preset_are_valid():
+    default = load_params(REPO / "params.yaml")
+    assert default.model.architecture == "nature" and default.env.observation == "deepmind"
+    seed = load_params(REPO / "presets" / "seed.yaml")
+    assert (seed.model.architecture, seed.model.dueling, seed.agent.window_length) == ("seed", "avg", 3)
+    assert (seed.agent.epsilon.start, seed.agent.epsilon.end, seed.agent.epsilon.test) == (1.0, 0.1, 0.2)
+    assert (seed.agent.memory_limit, seed.agent.warmup_steps, seed.train.steps) == (1000, 1000, 10_000)
+    assert (seed.agent.learning_rate, seed.baseline.episodes, seed.evaluate.episodes) == (1e-4, 5, 10)
+
+
+def test_flat_params_have_dotted_keys(default_params):
+    flat = parse_params(default_params).flat()
+    assert flat["agent.epsilon.anneal_steps"] == default_params["agent"]["epsilon"]["anneal_steps"]
+    assert flat["seed"] == default_params["seed"]
+    assert all(not isinstance(v, dict) for v in flat.values())
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ({"agent": {"gamma": "high"}}, "agent.gamma"),
+        ({"agent": {"gamma": 1.5}}, "agent.gamma"),
+        ({"train": {"steps": 0}}, "train.steps"),
+        ({"agent": {"gama": 0.9}}, "agent.gama: unknown key"),
+        ({"extra": 1}, "extra: unknown key"),
+        ({"model": {"architecture": "resnet"}}, "model.architecture: got 'resnet', allowed: 'nature' or 'seed'"),
+        ({"model": {"dueling": "sum"}}, "model.dueling"),
+        ({"env": {"id": "ALE/SpaceInvader-v5"}}, "env.id: 'ALE/SpaceInvader-v5' is not a registered ALE environment"),
+        ({"env": {"id": "CartPole-v1"}}, "env.id"),
+        ({"agent": {"warmup_steps": 200_000}}, "agent.warmup_steps (200000) must be less than train.steps"),
+        ({"agent": {"memory_limit": 16}}, "memory_limit (16) must be at least batch_size (32)"),
+        ({"agent": {"warmup_steps": 4}}, "warmup_steps (4) must be at least 32"),
+        ({"model": {"architecture": "seed"}}, "model.architecture 'seed' needs env.observation 'raw'"),
+    ],
+)
+def test_bad_params_name_the_key(default_params, override, expected):
+    with pytest.raises(ParamsError) as err:
+        parse_params(merge(default_params, override), "params.yaml")
+    message = str(err.value)
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_unknown_env_id_suggests_the_right_one(default_params):
+    with pytest.raises(ParamsError, match="did you mean ALE/SpaceInvaders"):
+        parse_params(merge(default_params, {"env": {"id": "ALE/SpaceInvaders-v9"}}))
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: [1\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("stage", ["baseline", "build", "train", "evaluate"])
+def test_stage_with_bad_params_exits_2_with_one_line_and_writes_nothing(tmp_path, default_params, stage):
+    bad = merge(default_params, {"model": {"architecture": "resnet"}, "train": {"steps": -1}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    result = subprocess.run([sys.executable, str(REPO / "pipeline" / f"{stage}.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: params.yaml: ") and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()

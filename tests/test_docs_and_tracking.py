@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO
+from invaders.config import Params
+
+
+def test_readme_documents_every_param_with_its_default():
+    readme = (REPO / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip().strip("`")
+            for line in readme.splitlines() if line.startswith("| `")}
+    for key, value in Params().flat().items():
+        assert key in rows, f"README params reference lacks {key}"
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        assert rows[key] == shown, f"README gives {key} = {rows[key]}, the code {shown}"
+
+
+def test_params_yaml_matches_the_code_defaults():
+    """params.yaml spells out the defaults, so the README's table describes what `make repro` runs."""
+    assert Params.model_validate(yaml.safe_load((REPO / "params.yaml").read_text())) == Params()
+
+
+def test_unreachable_tracking_server_fails_fast_before_any_work(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, str(REPO / "pipeline" / "baseline.py")], cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: MLflow tracking URI 'http://127.0.0.1:9' is not usable")
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,152 @@
+"""End to end: the real `dvc repro` in a real git repo on tiny params, then every output and the MLflow store."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # the tiny run is over in seconds
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the repo, committed to a fresh git repo, with tiny params, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "pipeline", "src", "presets", ".dvc", ".gitignore", "params.yaml"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+        else:
+            shutil.copy(src, root / name)
+    from conftest import TINY, merge
+
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], root)
+    first = run(["dvc", "repro"], root)
+    assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate"]
+    return root
+
+
+def test_outputs_have_their_schemas(project):
+    data = project / "data"
+    base = json.loads((data / "baseline" / "metrics.json").read_text())
+    keys = {"mean_reward", "std_reward", "min_reward", "max_reward", "episodes"}
+    assert set(base) == keys and base["episodes"] == 2
+    assert base["min_reward"] <= base["mean_reward"] <= base["max_reward"]
+    assert (data / "baseline" / "episodes.csv").read_text().splitlines()[0] == "episode,reward,length"
+
+    summary = json.loads((data / "model" / "summary.json").read_text())
+    assert summary["params"] == 1_687_719 and summary["n_actions"] == 6
+    assert sum(layer["params"] for layer in summary["layers"]) == summary["params"]
+    assert "Total params: 1687719" in (data / "model" / "summary.txt").read_text().replace(",", "")
+
+    history = (data / "train" / "history.csv").read_text().splitlines()
+    assert history[0] == "episode,step,reward,length,epsilon,loss,mean_q,wall_time_seconds"
+    rows = [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
+    assert len(rows) >= 1 and all(int(r["length"]) <= 150 for r in rows)
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] <= 300
+    assert float(rows[-1]["epsilon"]) < 1.0 and float(rows[-1]["loss"]) >= 0.0  # trained past warmup
+
+    ev = json.loads((data / "eval" / "metrics.json").read_text())
+    assert set(ev) == keys | {"baseline_mean_reward", "improvement"}
+    assert ev["baseline_mean_reward"] == base["mean_reward"]
+    assert ev["improvement"] == pytest.approx(ev["mean_reward"] / base["mean_reward"])
+    video = data / "eval" / "video" / "episode.mp4"
+    assert video.stat().st_size > 1000 and video.read_bytes()[4:8] == b"ftyp"
+    assert not list(data.rglob(".*tmp*"))  # no temporary files left behind
+
+
+def test_dvc_metrics_show_and_nothing_left_to_do(project):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
+    metrics = {Path(k).as_posix(): v["data"] for k, v in shown[""]["data"].items()}
+    assert metrics["data/eval/metrics.json"]["improvement"] > 0
+    assert metrics["data/train/metrics.json"]["steps"] == 300
+    assert ran_stages(run(["dvc", "repro"], project).stdout) == []
+    assert "up to date" in run(["dvc", "status"], project).stdout
+
+
+def test_logged_model_loads_and_agrees(project, monkeypatch):
+    monkeypatch.chdir(project)
+    import mlflow
+
+    import invaders  # noqa: F401
+    from invaders.model import load_network
+
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["invaders"], output_format="list")
+    by_stage = {r.data.tags["stage"]: r for r in runs}
+    assert set(by_stage) == {"baseline", "train"} and len(runs) == 2
+    train, base = by_stage["train"], by_stage["baseline"]
+    assert train.info.run_id == json.loads(Path("data/train/mlflow_run.json").read_text())["run_id"]
+    assert train.data.params["agent.learning_rate"] == "0.0001" and train.data.params["train.steps"] == "300"
+    assert base.data.metrics["mean_reward"] == json.loads(Path("data/baseline/metrics.json").read_text())["mean_reward"]
+    ev = json.loads(Path("data/eval/metrics.json").read_text())
+    assert train.data.metrics["eval_mean_reward"] == ev["mean_reward"]
+    assert train.data.tags["baseline_run_id"] == base.info.run_id
+
+    client = mlflow.MlflowClient()
+    rewards = client.get_metric_history(train.info.run_id, "episode_reward")
+    assert rewards and all(m.step <= 300 for m in rewards)
+    assert any(key.startswith("system/") for key in train.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(train.info.run_id, "evaluation")}
+    assert {"evaluation/metrics.json", "evaluation/episodes.csv", "evaluation/video"} <= artifacts
+
+    logged = mlflow.tensorflow.load_model(f"runs:/{train.info.run_id}/model")
+    local = load_network("data/train/model.keras")
+    x = np.random.default_rng(0).integers(0, 256, (4, 4, 84, 84), dtype=np.uint8)
+    np.testing.assert_allclose(logged.predict_on_batch(x), local.predict_on_batch(x), rtol=1e-6)
+
+
+def test_changing_one_param_reruns_only_what_depends_on_it(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["episodes"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], project).stdout
+    assert ran_stages(out) == ["evaluate"]  # re-running evaluate alone records a second evaluation
+    assert json.loads((project / "data" / "eval" / "metrics.json").read_text())["episodes"] == 3
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run_id = json.loads((project / "data" / "train" / "mlflow_run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient()
+    assert client.get_run(run_id).data.tags["eval.count"] == "2"
+    assert [m.step for m in client.get_metric_history(run_id, "eval_episodes")] == [1, 2]
+
+    params["baseline"]["episodes"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(run(["dvc", "repro"], project).stdout) == ["baseline", "evaluate"]
+
+
+def test_play_command_scores_and_records(project):
+    video = project / "play.mp4"
+    out = run(["invaders", "play", "--model", "data/train/model.keras", "--episodes", "1", "--video", str(video)],
+              project).stdout
+    assert "episode 1: score" in out and video.stat().st_size > 1000
+    bad = run(["invaders", "play", "--model", "nope.keras"], project, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: nope.keras: no such model file"
