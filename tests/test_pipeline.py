@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, TINY, merge
 
 BIN = Path(sys.executable).parent
 
@@ -30,24 +30,27 @@ def ran_stages(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A copy of the repo, committed to a fresh git repo, with tiny params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("project")
+def make_project(root: Path, params: dict) -> subprocess.CompletedProcess:
+    """A copy of the repo with `params`, committed to a fresh git repo; returns its first `dvc repro`."""
     for name in ("dvc.yaml", "pipeline", "src", "presets", ".dvc", ".gitignore", "params.yaml"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
         else:
             shutil.copy(src, root / name)
-    from conftest import TINY, merge
-
-    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], root)
-    first = run(["dvc", "repro"], root)
+    return run(["dvc", "repro"], root)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The default params with tiny budgets, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    first = make_project(root, params)
     assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate"]
     return root
 
@@ -89,6 +92,8 @@ def test_dvc_metrics_show_and_nothing_left_to_do(project):
     assert metrics["data/train/metrics.json"]["steps"] == 300
     assert ran_stages(run(["dvc", "repro"], project).stdout) == []
     assert "up to date" in run(["dvc", "status"], project).stdout
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    assert {"training_reward", "evaluation_vs_baseline"} <= set(plots)
 
 
 def test_logged_model_loads_and_agrees(project, monkeypatch):
@@ -150,3 +155,19 @@ def test_play_command_scores_and_records(project):
     assert "episode 1: score" in out and video.stat().st_size > 1000
     bad = run(["invaders", "play", "--model", "nope.keras"], project, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: nope.keras: no such model file"
+
+
+def test_seed_preset_runs(tmp_path):
+    """The article's setup (raw frames, its 34.8M-parameter net), shrunk to seconds."""
+    preset = yaml.safe_load((REPO / "presets" / "seed.yaml").read_text())
+    params = merge(preset, {
+        "env": {"max_episode_steps": 60}, "baseline": {"episodes": 1}, "evaluate": {"episodes": 1, "video": False},
+        "agent": {"memory_limit": 100, "warmup_steps": 40, "epsilon": {"anneal_steps": 60}},
+        "train": {"steps": 60, "log_every": 30, "checkpoint_every": 30},
+    })
+    first = make_project(tmp_path, params)
+    assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate"]
+    summary = json.loads((tmp_path / "data" / "model" / "summary.json").read_text())
+    assert summary["params"] == 34_812_326 + 257 and summary["input_shape"] == [None, 3, 210, 160, 3]
+    ev = json.loads((tmp_path / "data" / "eval" / "metrics.json").read_text())
+    assert ev["episodes"] == 1 and not (tmp_path / "data" / "eval" / "video" / "episode.mp4").exists()
