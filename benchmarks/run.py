@@ -1,0 +1,78 @@
+"""Throughput benchmark: training env steps/s for keras-rl2's DQNAgent and ours, evaluation steps/s.
+
+Same settings for both agents, in one process: the default params (Nature CNN, dueling, double
+DQN, batch 32, a gradient step every 4 env steps) with warmup 1000. Run with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import invaders  # noqa: F401
+from invaders.agent import build_agent, fast_dqn_agent_class, seed_everything
+from invaders.compat import load_rl
+from invaders.config import Params
+from invaders.envs import RLEnv, action_count, make_env, observation_shape
+from invaders.model import build_q_network
+
+
+def _params(steps: int) -> Params:
+    return Params().model_copy(update={
+        "agent": Params().agent.model_copy(update={"warmup_steps": 1000}),
+        "train": Params().train.model_copy(update={"steps": steps}),
+    })
+
+
+def _agent(params: Params, agent_class, training: bool = True):
+    seed_everything(params.seed)
+    net = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
+                          action_count(params.env))
+    return build_agent(net, params, training=training, agent_class=agent_class)
+
+
+def train_rate(params: Params, agent_class) -> float:
+    agent = _agent(params, agent_class)
+    env = RLEnv(make_env(params.env), params.seed)
+    start = time.perf_counter()
+    agent.fit(env, nb_steps=params.train.steps, verbose=0)
+    return params.train.steps / (time.perf_counter() - start)
+
+
+def eval_rate(params: Params, steps: int) -> float:
+    agent = _agent(params, fast_dqn_agent_class(), training=False)
+    agent.training = False
+    env = RLEnv(make_env(params.env), params.seed)
+    done_steps, start = 0, time.perf_counter()
+    while done_steps < steps:
+        agent.reset_states()
+        obs, done = env.reset(), False
+        while not done and done_steps < steps:
+            obs, _, done, _ = env.step(agent.forward(obs))
+            done_steps += 1
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5000, help="training steps per agent (default 5000)")
+    parser.add_argument("--eval-steps", type=int, default=5000, help="evaluation steps (default 5000)")
+    args = parser.parse_args()
+    params = _params(args.steps)
+    rl = load_rl()
+    rows = [
+        ("train: keras-rl2 DQNAgent", train_rate(params, rl.DQNAgent), "env steps/s"),
+        ("train: invaders FastDQNAgent", train_rate(params, fast_dqn_agent_class()), "env steps/s"),
+        ("evaluate: FastDQNAgent, ε-greedy", eval_rate(params, args.eval_steps), "env steps/s"),
+    ]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    print(f"settings: {args.steps} training steps, warmup 1000, batch 32, train_interval 4, Nature CNN + dueling")
+    width = max(len(r[0]) for r in rows)
+    for name, value, unit in rows:
+        print(f"{name:<{width}}  {value:8.1f} {unit}")
+
+
+if __name__ == "__main__":
+    main()
