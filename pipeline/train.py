@@ -20,7 +20,7 @@ def main() -> None:
     import mlflow
     import numpy as np
 
-    from invaders.model import save_network
+    from invaders.model import load_network, save_network
     from invaders.training import HISTORY_FIELDS, train, train_summary
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -36,8 +36,10 @@ def main() -> None:
         files.write_json(OUT / "metrics.json", summary)
         mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if v is not None})
         mlflow.log_artifact(str(OUT / "history.csv"))
-        example = np.zeros((1, *agent.model.input_shape[1:]), dtype=np.uint8)
-        mlflow.tensorflow.log_model(agent.model, name="model", input_example=example)
+        # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
+        trained = load_network(OUT / "model.keras")
+        example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
+        mlflow.tensorflow.log_model(trained, name="model", input_example=example)
         files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
     print(f"train: {summary['steps']} steps, {summary['episodes']} episodes, {summary['steps_per_s']} steps/s")
 

@@ -98,6 +98,8 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
     finally:
         progress.bar.close()
         env.close()
+    if int(agent.step) < cfg.steps:  # keras-rl2's fit swallows Ctrl-C and returns early
+        raise KeyboardInterrupt(f"training stopped at step {int(agent.step)} of {cfg.steps}")
     (out_dir / "checkpoint.keras").unlink(missing_ok=True)  # the final model supersedes it
     return agent, progress.rows
 
