@@ -49,3 +49,21 @@ def test_seeded_episodes_repeat_exactly_and_seeds_matter():
 
 def test_space_invaders_has_six_actions():
     assert action_count(EnvConfig()) == 6
+
+
+def test_life_loss_ends_the_agents_episode_but_not_the_game():
+    env = RLEnv(make_env(EnvConfig(max_episode_steps=5000)), seed=0, life_loss_ends_episode=True)
+    obs, rng = env.reset(), np.random.default_rng(0)
+    lives_lost, games = 0, 0
+    while games == 0:
+        obs, _, done, info = env.step(int(rng.integers(env.action_space.n)))
+        if done and not env.game_over:
+            lives_lost += 1
+            frame = info["frame_number"]
+            assert np.array_equal(env.reset(), obs)  # the game goes on from where it was
+            _, _, _, info = env.step(0)
+            assert info["frame_number"] > frame
+        elif done:
+            games += 1
+    assert lives_lost == 2  # Space Invaders has three lives: two life losses, then game over
+    env.close()

@@ -35,6 +35,9 @@ class EnvConfig(_Section):
     noop_max: int = Field(30, ge=0, le=1000, description="random no-ops at episode start (deepmind only)")
     max_episode_steps: int = Field(27_000, ge=1, description="agent steps before an episode is truncated")
     clip_rewards: bool = Field(True, description="train on sign(reward); scores are always reported raw")
+    terminal_on_life_loss: bool = Field(
+        True, description="training only: a lost life ends the agent's episode (the game plays on)"
+    )
 
 
 class BaselineConfig(_Section):

@@ -63,25 +63,39 @@ class RLEnv:
     done = terminated or truncated. The seed goes to the first reset only, so the episodes
     after it continue one seeded random stream. `info["raw_reward"]` carries the unclipped
     game reward, whatever a processor later does to `reward`.
+
+    With `life_loss_ends_episode` (for training), losing a life also ends keras-rl2's episode,
+    but the game plays on: the next `reset()` continues it. `game_over` tells the two apart.
     """
 
-    def __init__(self, env: gym.Env, seed: int):
+    def __init__(self, env: gym.Env, seed: int, life_loss_ends_episode: bool = False):
         self.env = env
         self.action_space = env.action_space
         self.observation_space = env.observation_space
+        self.life_loss_ends_episode = life_loss_ends_episode
+        self.game_over = True  # so the first reset starts a game
         self._seed: int | None = seed
+        self._lives = 0
+        self._obs: np.ndarray | None = None
         self.action_space.seed(seed)
 
     def reset(self) -> np.ndarray:
-        obs, _ = self.env.reset(seed=self._seed)
+        if not self.game_over:  # only a life was lost
+            return self._obs
+        obs, info = self.env.reset(seed=self._seed)
         self._seed = None
+        self._lives, self._obs, self.game_over = info.get("lives", 0), obs, False
         return obs
 
     def step(self, action: int):
         obs, reward, terminated, truncated, info = self.env.step(int(action))
+        lives = info.get("lives", 0)
+        self.game_over = bool(terminated or truncated)
+        done = self.game_over or (self.life_loss_ends_episode and lives < self._lives)
+        self._lives, self._obs = lives, obs
         info = {k: v for k, v in info.items() if np.isscalar(v)}
         info["raw_reward"] = float(reward)
-        return obs, float(reward), bool(terminated or truncated), info
+        return obs, float(reward), done, info
 
     def render(self, mode: str = "rgb_array"):
         return self.env.render()

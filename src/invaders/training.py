@@ -34,12 +34,16 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
     rl = load_rl()
     seed_everything(params.seed)
     agent = load_agent(model_path, params, training=True)
-    env = RLEnv(make_env(params.env), params.seed)
+    env = RLEnv(make_env(params.env), params.seed, life_loss_ends_episode=params.env.terminal_on_life_loss)
     sink = sink or (lambda step, metrics: None)
     cfg = params.train
 
     class Progress(rl.Callback):
-        """Per-episode history rows, step-level metrics every `log_every`, the progress bar."""
+        """Per-game history rows, step-level metrics every `log_every`, the progress bar.
+
+        keras-rl2's episodes may be single lives (`env.terminal_on_life_loss`); a history row
+        is a whole game, from reset to game over.
+        """
 
         def __init__(self):
             self.rows: list[dict] = []
@@ -50,7 +54,8 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
             self.window_q: list[float] = []
 
         def on_episode_begin(self, episode, logs={}):
-            self.score, self.losses, self.q = 0.0, [], []
+            if self.env.game_over:  # a new game, not just a new life
+                self.score, self.length, self.losses, self.q = 0.0, 0, [], []
 
         def on_step_end(self, step, logs={}):
             self.score += logs["info"]["raw_reward"]
@@ -78,11 +83,14 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
             self.window_start, self.window_losses, self.window_q = (done, now), [], []
 
         def on_episode_end(self, episode, logs={}):
+            self.length += int(logs["nb_episode_steps"])
+            if not self.env.game_over:
+                return
             row = {
-                "episode": episode + 1,
+                "episode": len(self.rows) + 1,
                 "step": int(logs["nb_steps"]),
                 "reward": self.score,
-                "length": int(logs["nb_episode_steps"]),
+                "length": self.length,
                 "epsilon": round(float(self.model.policy.get_current_value()), 6),
                 "loss": _mean(self.losses),
                 "mean_q": _mean(self.q),
