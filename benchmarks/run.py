@@ -55,6 +55,16 @@ def eval_rate(params: Params, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="training steps per agent (default 5000)")
@@ -67,7 +77,7 @@ def main() -> None:
         ("train: invaders FastDQNAgent", train_rate(params, fast_dqn_agent_class()), "env steps/s"),
         ("evaluate: FastDQNAgent, ε-greedy", eval_rate(params, args.eval_steps), "env steps/s"),
     ]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    print(f"machine: {_cpu_name()}, {platform.machine()}, {os.cpu_count()} cores")
     print(f"settings: {args.steps} training steps, warmup 1000, batch 32, train_interval 4, Nature CNN + dueling")
     width = max(len(r[0]) for r in rows)
     for name, value, unit in rows:
