@@ -10,11 +10,12 @@ import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import invaders  # noqa: F401
 from invaders.agent import build_agent, fast_dqn_agent_class, seed_everything
 from invaders.compat import load_rl
-from invaders.config import Params
+from invaders.config import Params, load_params
 from invaders.envs import RLEnv, action_count, make_env, observation_shape
 from invaders.model import build_q_network
 
@@ -39,6 +40,26 @@ def train_rate(params: Params, agent_class) -> float:
     start = time.perf_counter()
     agent.fit(env, nb_steps=params.train.steps, verbose=0)
     return params.train.steps / (time.perf_counter() - start)
+
+
+def seed_preset_seconds_per_1000(steps: int) -> float:
+    """The article's setup (34.8M parameters, raw frames, a gradient step every env step)."""
+    preset = load_params(Path(__file__).resolve().parents[1] / "presets" / "seed.yaml")
+    params = preset.model_copy(update={
+        "agent": preset.agent.model_copy(update={"warmup_steps": 40}),
+        "train": preset.train.model_copy(update={"steps": 40 + steps}),
+    })
+    agent = _agent(params, fast_dqn_agent_class())
+    env = RLEnv(make_env(params.env), params.seed)
+    marks: list[float] = []
+
+    class WarmupEnd(load_rl().Callback):
+        def on_step_end(self, step, logs={}):
+            if int(self.model.step) == params.agent.warmup_steps:  # gradient steps start after this one
+                marks.append(time.perf_counter())
+
+    agent.fit(env, nb_steps=params.train.steps, verbose=0, callbacks=[WarmupEnd()])
+    return (time.perf_counter() - marks[0]) / steps * 1000
 
 
 def eval_rate(params: Params, steps: int) -> float:
@@ -69,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="training steps per agent (default 5000)")
     parser.add_argument("--eval-steps", type=int, default=5000, help="evaluation steps (default 5000)")
+    parser.add_argument("--seed-steps", type=int, default=300, help="seed-preset training steps timed (default 300)")
     args = parser.parse_args()
     params = _params(args.steps)
     rl = load_rl()
@@ -76,6 +98,7 @@ def main() -> None:
         ("train: keras-rl2 DQNAgent", train_rate(params, rl.DQNAgent), "env steps/s"),
         ("train: invaders FastDQNAgent", train_rate(params, fast_dqn_agent_class()), "env steps/s"),
         ("evaluate: FastDQNAgent, ε-greedy", eval_rate(params, args.eval_steps), "env steps/s"),
+        ("train: seed preset (article's net)", seed_preset_seconds_per_1000(args.seed_steps), "s per 1000 steps"),
     ]
     print(f"machine: {_cpu_name()}, {platform.machine()}, {os.cpu_count()} cores")
     print(f"settings: {args.steps} training steps, warmup 1000, batch 32, train_interval 4, Nature CNN + dueling")
