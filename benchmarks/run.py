@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import invaders  # noqa: F401
-from invaders.agent import build_agent, fast_dqn_agent_class, seed_everything
+from invaders.agent import build_agent, FastDQNAgent, seed_everything
 from invaders.compat import load_rl
 from invaders.config import Params, load_params
 from invaders.envs import RLEnv, action_count, make_env, observation_shape
@@ -49,7 +49,7 @@ def seed_preset_seconds_per_1000(steps: int) -> float:
         "agent": preset.agent.model_copy(update={"warmup_steps": 40}),
         "train": preset.train.model_copy(update={"steps": 40 + steps}),
     })
-    agent = _agent(params, fast_dqn_agent_class())
+    agent = _agent(params, FastDQNAgent)
     env = RLEnv(make_env(params.env), params.seed)
     marks: list[float] = []
 
@@ -63,7 +63,7 @@ def seed_preset_seconds_per_1000(steps: int) -> float:
 
 
 def eval_rate(params: Params, steps: int) -> float:
-    agent = _agent(params, fast_dqn_agent_class(), training=False)
+    agent = _agent(params, FastDQNAgent, training=False)
     agent.training = False
     env = RLEnv(make_env(params.env), params.seed)
     done_steps, start = 0, time.perf_counter()
@@ -96,7 +96,7 @@ def main() -> None:
     rl = load_rl()
     rows = [
         ("train: keras-rl2 DQNAgent", train_rate(params, rl.DQNAgent), "env steps/s"),
-        ("train: invaders FastDQNAgent", train_rate(params, fast_dqn_agent_class()), "env steps/s"),
+        ("train: invaders FastDQNAgent", train_rate(params, FastDQNAgent), "env steps/s"),
         ("evaluate: FastDQNAgent, ε-greedy", eval_rate(params, args.eval_steps), "env steps/s"),
         ("train: seed preset (article's net)", seed_preset_seconds_per_1000(args.seed_steps), "s per 1000 steps"),
     ]

@@ -3,11 +3,10 @@ import random
 import numpy as np
 import pytest
 
-import invaders  # noqa: F401
-from invaders.agent import build_agent, fast_dqn_agent_class
+from conftest import merge
+from invaders.agent import FastDQNAgent, build_agent
 from invaders.compat import load_rl
 from invaders.config import parse_params
-from conftest import merge
 from invaders.model import build_q_network
 
 
@@ -17,7 +16,7 @@ def _pair(params):
     rng = np.random.default_rng(0)
     net = build_q_network(params.model, (84, 84), params.agent.window_length, 6)
     agents = []
-    for cls in (rl.DQNAgent, fast_dqn_agent_class()):
+    for cls in (rl.DQNAgent, FastDQNAgent):
         clone = build_q_network(params.model, (84, 84), params.agent.window_length, 6)
         clone.set_weights(net.get_weights())
         agent = build_agent(clone, params, training=True, agent_class=cls)

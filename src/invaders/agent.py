@@ -3,40 +3,37 @@
 from __future__ import annotations
 
 import random
-from functools import cache
 
 import numpy as np
+import tensorflow as tf
 
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
 
+rl = load_rl()
+
 
 def seed_everything(seed: int) -> None:
     """Python, NumPy's global RNG (keras-rl2's policies and memory use it) and TensorFlow."""
-    import tensorflow as tf
-
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
 
 
-def make_processor(clip_rewards: bool):
-    rl = load_rl()
+class AtariProcessor(rl.Processor):
+    """Keeps frames uint8 (the network scales them) and clips rewards when training asks."""
 
-    class AtariProcessor(rl.Processor):
-        """Keeps frames uint8 (the network scales them) and clips rewards when training asks."""
+    def __init__(self, clip_rewards: bool):
+        self.clip_rewards = clip_rewards
 
-        def process_state_batch(self, batch):
-            return np.asarray(batch, dtype=np.uint8)
+    def process_state_batch(self, batch):
+        return np.asarray(batch, dtype=np.uint8)
 
-        def process_reward(self, reward):
-            return float(np.sign(reward)) if clip_rewards else reward
-
-    return AtariProcessor()
+    def process_reward(self, reward):
+        return float(np.sign(reward)) if self.clip_rewards else reward
 
 
-@cache
-def fast_dqn_agent_class():
+class FastDQNAgent(rl.DQNAgent):
     """keras-rl2's DQNAgent with the two hot paths compiled into single TensorFlow graphs.
 
     keras-rl2 spends most of its time outside the maths: `predict_on_batch` overhead for every
@@ -46,79 +43,73 @@ def fast_dqn_agent_class():
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
       compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them).
     """
-    import tensorflow as tf
 
-    rl = load_rl()
+    def compile(self, optimizer, metrics=[]):
+        super().compile(optimizer, metrics)
+        self.optimizer = optimizer
+        state = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.uint8)
+        self._q_values = tf.function(lambda x: self.model(x, training=False), input_signature=[state])
+        self._train_step = tf.function(self._gradient_step, input_signature=[
+            state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
+            tf.TensorSpec((None,), tf.float32),
+        ])
 
-    class FastDQNAgent(rl.DQNAgent):
-        def compile(self, optimizer, metrics=[]):
-            super().compile(optimizer, metrics)
-            self.optimizer = optimizer
-            state = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.uint8)
-            self._q_values = tf.function(lambda x: self.model(x, training=False), input_signature=[state])
-            self._train_step = tf.function(self._gradient_step, input_signature=[
-                state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
-                tf.TensorSpec((None,), tf.float32),
-            ])
+    @property
+    def metrics_names(self):
+        # keras-rl2 reads these from the Keras training model, which never trains here.
+        names = ["loss", "mae", "mean_q"] + self.policy.metrics_names
+        return names + (self.processor.metrics_names if self.processor is not None else [])
 
-        @property
-        def metrics_names(self):
-            # keras-rl2 reads these from the Keras training model, which never trains here.
-            names = ["loss", "mae", "mean_q"] + self.policy.metrics_names
-            return names + (self.processor.metrics_names if self.processor is not None else [])
+    def compute_q_values(self, state):
+        return self._q_values(np.asarray([state], dtype=np.uint8))[0].numpy()
 
-        def compute_q_values(self, state):
-            return self._q_values(np.asarray([state], dtype=np.uint8))[0].numpy()
-
-        def _gradient_step(self, state0, action, reward, state1, not_terminal):
-            target_q = self.target_model(state1, training=False)
-            if self.enable_double_dqn:  # the online net picks the action, the target net values it
-                best = tf.argmax(self.model(state1, training=False), axis=1, output_type=tf.int32)
+    def _gradient_step(self, state0, action, reward, state1, not_terminal):
+        target_q = self.target_model(state1, training=False)
+        if self.enable_double_dqn:  # the online net picks the action, the target net values it
+            best = tf.argmax(self.model(state1, training=False), axis=1, output_type=tf.int32)
+        else:
+            best = tf.argmax(target_q, axis=1, output_type=tf.int32)
+        next_q = tf.gather(target_q, best, axis=1, batch_dims=1)
+        returns = reward + self.gamma * next_q * not_terminal
+        taken = tf.one_hot(action, self.nb_actions)
+        with tf.GradientTape() as tape:
+            q = self.model(state0, training=True)
+            error = returns - tf.reduce_sum(q * taken, axis=1)
+            if np.isinf(self.delta_clip):
+                per_sample = 0.5 * tf.square(error)
             else:
-                best = tf.argmax(target_q, axis=1, output_type=tf.int32)
-            next_q = tf.gather(target_q, best, axis=1, batch_dims=1)
-            returns = reward + self.gamma * next_q * not_terminal
-            taken = tf.one_hot(action, self.nb_actions)
-            with tf.GradientTape() as tape:
-                q = self.model(state0, training=True)
-                error = returns - tf.reduce_sum(q * taken, axis=1)
-                if np.isinf(self.delta_clip):
-                    per_sample = 0.5 * tf.square(error)
-                else:
-                    linear = self.delta_clip * (tf.abs(error) - 0.5 * self.delta_clip)
-                    per_sample = tf.where(tf.abs(error) < self.delta_clip, 0.5 * tf.square(error), linear)
-                loss = tf.reduce_mean(per_sample)
-            weights = self.model.trainable_variables
-            self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-            # keras-rl2's metrics: 'mae' of Q against the (zero except taken action) target row.
-            mae = tf.reduce_mean(tf.abs(taken * returns[:, None] - q))
-            mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
-            return loss, mae, mean_q
+                linear = self.delta_clip * (tf.abs(error) - 0.5 * self.delta_clip)
+                per_sample = tf.where(tf.abs(error) < self.delta_clip, 0.5 * tf.square(error), linear)
+            loss = tf.reduce_mean(per_sample)
+        weights = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        # keras-rl2's metrics: 'mae' of Q against the (zero except taken action) target row.
+        mae = tf.reduce_mean(tf.abs(taken * returns[:, None] - q))
+        mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
+        return loss, mae, mean_q
 
-        def backward(self, reward, terminal):
-            if self.step % self.memory_interval == 0:
-                self.memory.append(self.recent_observation, self.recent_action, reward, terminal,
-                                   training=self.training)
-            metrics = [np.nan for _ in self.metrics_names]
-            if not self.training:
-                return metrics
-            if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
-                batch = self.memory.sample(self.batch_size)
-                loss, mae, mean_q = self._train_step(
-                    np.asarray([e.state0 for e in batch], dtype=np.uint8),
-                    np.asarray([e.action for e in batch], dtype=np.int32),
-                    np.asarray([e.reward for e in batch], dtype=np.float32),
-                    np.asarray([e.state1 for e in batch], dtype=np.uint8),
-                    np.asarray([0.0 if e.terminal1 else 1.0 for e in batch], dtype=np.float32),
-                )
-                metrics = [float(loss), float(mae), float(mean_q)] + self.policy.metrics
-                if self.processor is not None:
-                    metrics += self.processor.metrics
-            if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
-                self.update_target_model_hard()
+    def backward(self, reward, terminal):
+        if self.step % self.memory_interval == 0:
+            self.memory.append(self.recent_observation, self.recent_action, reward, terminal,
+                               training=self.training)
+        metrics = [np.nan for _ in self.metrics_names]
+        if not self.training:
             return metrics
-
-    return FastDQNAgent
+        if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
+            batch = self.memory.sample(self.batch_size)
+            loss, mae, mean_q = self._train_step(
+                np.asarray([e.state0 for e in batch], dtype=np.uint8),
+                np.asarray([e.action for e in batch], dtype=np.int32),
+                np.asarray([e.reward for e in batch], dtype=np.float32),
+                np.asarray([e.state1 for e in batch], dtype=np.uint8),
+                np.asarray([0.0 if e.terminal1 else 1.0 for e in batch], dtype=np.float32),
+            )
+            metrics = [float(loss), float(mae), float(mean_q)] + self.policy.metrics
+            if self.processor is not None:
+                metrics += self.processor.metrics
+        if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
+            self.update_target_model_hard()
+        return metrics
 
 
 def load_agent(model_path, params: Params, training: bool = True, test_epsilon: float | None = None):
@@ -130,8 +121,7 @@ def load_agent(model_path, params: Params, training: bool = True, test_epsilon: 
 
 def build_agent(model, params: Params, training: bool = True, test_epsilon: float | None = None, agent_class=None):
     """A compiled agent (FastDQNAgent unless `agent_class` says otherwise) around `model`."""
-    rl = load_rl()
-    agent_class = agent_class or fast_dqn_agent_class()
+    agent_class = agent_class or FastDQNAgent
     n_actions = int(model.output_shape[-1])
     cfg: AgentConfig = params.agent
     eps = cfg.epsilon
@@ -145,7 +135,7 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         memory=rl.SequentialMemory(limit=cfg.memory_limit if training else cfg.window_length, window_length=cfg.window_length),
         policy=policy,
         test_policy=rl.EpsGreedyQPolicy(eps=eps.test if test_epsilon is None else test_epsilon),
-        processor=make_processor(params.env.clip_rewards and training),
+        processor=AtariProcessor(clip_rewards=params.env.clip_rewards and training),
         gamma=cfg.gamma,
         batch_size=cfg.batch_size,
         nb_steps_warmup=cfg.warmup_steps,
