@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import invaders  # noqa: F401
-from invaders.agent import build_agent, FastDQNAgent, seed_everything
+from invaders.agent import FastDQNAgent, build_agent, seed_everything
 from invaders.compat import load_rl
 from invaders.config import Params, load_params
 from invaders.envs import RLEnv, action_count, make_env, observation_shape

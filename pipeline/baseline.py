@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
@@ -21,13 +20,15 @@ def main() -> None:
     episodes = play_random(params.env, params.baseline.episodes, params.seed)
     metrics = score_summary(episodes)
     with mlflow.start_run(run_name="random-baseline", tags={"stage": "baseline"}) as run:
-        mlflow.log_params({k: v for k, v in params.flat().items() if k == "seed" or k.startswith(("env.", "baseline."))})
+        mlflow.log_params({k: v for k, v in params.flat().items()
+                           if k == "seed" or k.startswith(("env.", "baseline."))})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         files.write_csv(OUT / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)
         files.write_json(OUT / "metrics.json", metrics)
         files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
         mlflow.log_artifacts(str(OUT))
-    print(f"baseline: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f} over {metrics['episodes']} episodes")
+    print(f"baseline: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f}"
+          f" over {metrics['episodes']} episodes")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders import files
 from invaders.config import load_params
 from invaders.envs import action_count, observation_shape

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
@@ -41,8 +40,8 @@ def main() -> None:
     # point to each metric's history), tags (its settings) and artifacts (replaced).
     with mlflow.start_run(run_id=files.read_json(TRAIN_RUN)["run_id"]):
         evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
-        mlflow.set_tags({"baseline_run_id": files.read_json(BASELINE_RUN)["run_id"], "eval.count": evals, "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon,
-                         "eval.video": cfg.video})
+        mlflow.set_tags({"baseline_run_id": files.read_json(BASELINE_RUN)["run_id"], "eval.count": evals,
+                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video})
         mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items() if v is not None}, step=evals)
         mlflow.log_artifacts(str(OUT), artifact_path="evaluation")
     ratio = metrics["improvement"]

@@ -3,7 +3,6 @@
 import time
 from pathlib import Path
 
-import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error

@@ -2,8 +2,8 @@ import random
 
 import numpy as np
 import pytest
-
 from conftest import merge
+
 from invaders.agent import FastDQNAgent, build_agent
 from invaders.compat import load_rl
 from invaders.config import parse_params

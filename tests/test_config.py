@@ -3,8 +3,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, merge
+
 from invaders.config import ParamsError, load_params, parse_params
 
 

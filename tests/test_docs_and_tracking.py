@@ -2,8 +2,8 @@ import subprocess
 import sys
 
 import yaml
-
 from conftest import REPO
+
 from invaders.config import Params
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, TINY, merge
 
 BIN = Path(sys.executable).parent

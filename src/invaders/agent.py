@@ -132,7 +132,9 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
     agent = agent_class(
         model=model,
         nb_actions=n_actions,
-        memory=rl.SequentialMemory(limit=cfg.memory_limit if training else cfg.window_length, window_length=cfg.window_length),
+        # Evaluation only needs the last window of frames, not a replay memory.
+        memory=rl.SequentialMemory(limit=cfg.memory_limit if training else cfg.window_length,
+                                   window_length=cfg.window_length),
         policy=policy,
         test_policy=rl.EpsGreedyQPolicy(eps=eps.test if test_epsilon is None else test_epsilon),
         processor=AtariProcessor(clip_rewards=params.env.clip_rewards and training),

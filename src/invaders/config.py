@@ -13,7 +13,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
 from invaders.errors import UserError
 
 
@@ -70,7 +69,7 @@ class AgentConfig(_Section):
     epsilon: EpsilonConfig = EpsilonConfig()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "AgentConfig":
+    def _consistent(self) -> AgentConfig:
         if self.memory_limit < self.batch_size:
             raise ValueError(f"memory_limit ({self.memory_limit}) must be at least batch_size ({self.batch_size})")
         least = max(self.batch_size, self.window_length + 2)
@@ -111,7 +110,7 @@ class Params(_Section):
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Params":
+    def _consistent(self) -> Params:
         needs = {"nature": "deepmind", "seed": "raw"}[self.model.architecture]
         if self.env.observation != needs:
             raise ValueError(
