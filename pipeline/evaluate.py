@@ -19,6 +19,9 @@ OUT = Path("data/eval")
 def main() -> None:
     params = load_params()
     cfg = params.evaluate
+    train_run_id = files.read_json(TRAIN_RUN)["run_id"]
+    baseline_run_id = files.read_json(BASELINE_RUN)["run_id"]
+    baseline_mean = files.read_json(BASELINE)["mean_reward"]
     connect(params.mlflow.experiment)
     import mlflow
 
@@ -28,7 +31,6 @@ def main() -> None:
     video = OUT / "video" / "episode.mp4" if cfg.video else None
     (OUT / "video").mkdir(parents=True, exist_ok=True)
     episodes = play_agent(agent, params.env, cfg.episodes, params.seed, video=video)
-    baseline_mean = files.read_json(BASELINE)["mean_reward"]
     metrics = score_summary(episodes)
     metrics.update(baseline_mean_reward=baseline_mean, improvement=improvement(metrics["mean_reward"], baseline_mean))
 
@@ -38,9 +40,9 @@ def main() -> None:
         (OUT / "video" / "episode.mp4").unlink(missing_ok=True)
     # Params are immutable in MLflow, so an evaluation is recorded as metrics (a re-run adds a
     # point to each metric's history), tags (its settings) and artifacts (replaced).
-    with mlflow.start_run(run_id=files.read_json(TRAIN_RUN)["run_id"]):
+    with mlflow.start_run(run_id=train_run_id):
         evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
-        mlflow.set_tags({"baseline_run_id": files.read_json(BASELINE_RUN)["run_id"], "eval.count": evals,
+        mlflow.set_tags({"baseline_run_id": baseline_run_id, "eval.count": evals,
                          "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video})
         mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items() if v is not None}, step=evals)
         mlflow.log_artifacts(str(OUT), artifact_path="evaluation")

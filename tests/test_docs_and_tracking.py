@@ -30,3 +30,13 @@ def test_unreachable_tracking_server_fails_fast_before_any_work(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: MLflow tracking URI 'http://127.0.0.1:9' is not usable")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_stage_run_before_its_inputs_exist_says_so(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, str(REPO / "pipeline" / "evaluate.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "error: data/train/mlflow_run.json: missing; run the stages before this one (dvc repro)", last
+    assert not (tmp_path / "mlflow.db").exists()

@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from invaders.errors import UserError
+
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
@@ -44,4 +46,11 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, object]], fieldnames
 
 
 def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """An upstream stage's JSON output; a missing or unreadable one is the user's to fix."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; run the stages before this one (dvc repro)") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not readable JSON ({exc})") from None
