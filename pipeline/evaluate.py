@@ -19,6 +19,7 @@ OUT = Path("data/eval")
 def main() -> None:
     params = load_params()
     cfg = params.evaluate
+    files.require(MODEL)
     train_run_id = files.read_json(TRAIN_RUN)["run_id"]
     baseline_run_id = files.read_json(BASELINE_RUN)["run_id"]
     baseline_mean = files.read_json(BASELINE)["mean_reward"]

@@ -15,6 +15,7 @@ OUT = Path("data/train")
 @exit_on_user_error
 def main() -> None:
     params = load_params()
+    files.require(MODEL)
     connect(params.mlflow.experiment)
     import mlflow
     import numpy as np

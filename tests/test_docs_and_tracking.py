@@ -38,5 +38,5 @@ def test_a_stage_run_before_its_inputs_exist_says_so(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last == "error: data/train/mlflow_run.json: missing; run the stages before this one (dvc repro)", last
+    assert last == "error: data/train/model.keras: missing; run the stages before this one (dvc repro)", last
     assert not (tmp_path / "mlflow.db").exists()

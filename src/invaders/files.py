@@ -45,12 +45,17 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, object]], fieldnames
     write_text(path, buf.getvalue())
 
 
+def require(path: str | Path) -> Path:
+    """An upstream stage's output, which must exist before this stage starts any work."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: missing; run the stages before this one (dvc repro)")
+    return path
+
+
 def read_json(path: str | Path) -> dict:
     """An upstream stage's JSON output; a missing or unreadable one is the user's to fix."""
-    path = Path(path)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; run the stages before this one (dvc repro)") from None
+        return json.loads(require(path).read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not readable JSON ({exc})") from None
