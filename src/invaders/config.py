@@ -84,7 +84,7 @@ class AgentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(175_000, ge=1, description="agent steps of training")
+    steps: int = Field(150_000, ge=1, description="agent steps of training")
     log_every: int = Field(1_000, ge=1, description="steps between MLflow step-level metrics (loss, mean Q)")
     checkpoint_every: int = Field(10_000, ge=1, description="steps between weight checkpoints")
 
