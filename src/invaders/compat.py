@@ -19,10 +19,7 @@ Import keras-rl2 through `load_rl()`, never directly.
 
 from __future__ import annotations
 
-import os
 import types
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 _rl: types.SimpleNamespace | None = None
 

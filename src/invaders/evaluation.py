@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from tqdm import tqdm
 
 from invaders.config import EnvConfig
 from invaders.envs import RLEnv, make_env
+from invaders.files import atomic_path
 
 EPISODE_FIELDS = ["episode", "reward", "length"]
 
@@ -108,20 +108,12 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> None:
     """H.264 MP4 via the ffmpeg binary that ships inside imageio-ffmpeg; atomic."""
     import imageio.v2 as imageio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")
-    try:
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1,
-                                ffmpeg_log_level="error", pixelformat="yuv420p") as writer:
-            for frame in frames:
-                # Even sides for yuv420p; x2 so the 160-pixel-wide screen is watchable.
-                writer.append_data(np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, imageio.get_writer(
+        tmp, fps=fps, codec="libx264", macro_block_size=1, ffmpeg_log_level="error", pixelformat="yuv420p"
+    ) as writer:
+        for frame in frames:
+            # Even sides for yuv420p; x2 so the 160-pixel-wide screen is watchable.
+            writer.append_data(np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
 
 
 def improvement(mean: float, baseline_mean: float) -> float | None:

@@ -7,16 +7,14 @@ built-in layers (no Python lambda), so every saved model loads in Keras safe mod
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tf_keras
+from tf_keras import layers
 
-import tf_keras  # noqa: E402
-from tf_keras import layers  # noqa: E402
-
-from invaders.config import ModelConfig  # noqa: E402
-from invaders.errors import UserError  # noqa: E402
+from invaders.config import ModelConfig
+from invaders.errors import UserError
+from invaders.files import atomic_path
 
 
 def build_q_network(cfg: ModelConfig, frame_shape: tuple[int, ...], window: int, n_actions: int) -> tf_keras.Model:
@@ -62,12 +60,8 @@ def _q_head(x, dueling: str, n_actions: int):
 
 def save_network(model: tf_keras.Model, path: str | Path) -> None:
     """Atomic: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 class ModelFileError(UserError):
