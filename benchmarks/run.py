@@ -64,7 +64,6 @@ def seed_preset_seconds_per_1000(steps: int) -> float:
 
 def eval_rate(params: Params, steps: int) -> float:
     agent = _agent(params, FastDQNAgent, training=False)
-    agent.training = False
     env = RLEnv(make_env(params.env), params.seed)
     done_steps, start = 0, time.perf_counter()
     while done_steps < steps:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import invaders  # noqa: F401  (selects tf-keras before anything imports TensorFlow)
 from invaders.errors import UserError, exit_on_user_error
 
 
