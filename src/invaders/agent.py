@@ -14,10 +14,12 @@ rl = load_rl()
 
 
 def seed_everything(seed: int) -> None:
-    """Python, NumPy's global RNG (keras-rl2's policies and memory use it) and TensorFlow."""
+    """Python, NumPy's global RNG (keras-rl2's policies use it) and TensorFlow, with op determinism."""
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
+    # Same inputs, same outputs: TF picks deterministic kernels (reductions, scatter) on CPU too.
+    tf.config.experimental.enable_op_determinism()
 
 
 class AtariProcessor(rl.Processor):
