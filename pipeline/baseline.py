@@ -6,7 +6,7 @@ from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.evaluation import EPISODE_FIELDS, episode_rows, play_random, score_summary
-from invaders.tracking import connect
+from invaders.tracking import connect, log_output_hashes
 
 OUT = Path("data/baseline")
 
@@ -27,6 +27,7 @@ def main() -> None:
         files.write_json(OUT / "metrics.json", metrics)
         files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
         mlflow.log_artifacts(str(OUT))
+        log_output_hashes(OUT / "episodes.csv", OUT / "metrics.json")
     print(f"baseline: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f}"
           f" over {metrics['episodes']} episodes")
 

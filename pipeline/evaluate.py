@@ -6,7 +6,7 @@ from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
-from invaders.tracking import connect
+from invaders.tracking import connect, log_output_hashes
 
 MODEL = Path("data/train/model.keras")
 TRAIN_RUN = Path("data/train/mlflow_run.json")
@@ -47,6 +47,7 @@ def main() -> None:
                          "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video})
         mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items() if v is not None}, step=evals)
         mlflow.log_artifacts(str(OUT), artifact_path="evaluation")
+        log_output_hashes(OUT / "episodes.csv", OUT / "metrics.json", *([video] if video else []))
     ratio = metrics["improvement"]
     print(f"evaluate: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f} over {cfg.episodes} episodes"
           f" ({'n/a' if ratio is None else f'{ratio:.2f}x'} the random baseline's {baseline_mean:.1f})")

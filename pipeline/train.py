@@ -1,4 +1,8 @@
-"""Stage `train`: keras-rl2 DQN on the built network; one MLflow run with everything."""
+"""Stage `train`: keras-rl2 DQN on the built network; one MLflow run with everything.
+
+A run that is killed continues from its last good checkpoint when the stage runs again,
+in the same MLflow run, and ends with the same outputs as an uninterrupted one.
+"""
 
 import time
 from pathlib import Path
@@ -6,10 +10,11 @@ from pathlib import Path
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
-from invaders.tracking import connect
+from invaders.tracking import connect, log_output_hashes, run_exists
 
 MODEL = Path("data/model/model.keras")
 OUT = Path("data/train")
+CHECKPOINTS = OUT / "checkpoints"
 
 
 @exit_on_user_error
@@ -20,15 +25,29 @@ def main() -> None:
     import mlflow
     import numpy as np
 
+    from invaders import checkpoint
     from invaders.model import load_network, save_network
     from invaders.training import HISTORY_FIELDS, train, train_summary
 
+    fingerprint = checkpoint.fingerprint(params, MODEL)
+    resume = checkpoint.latest(CHECKPOINTS, fingerprint)
+    run_id = None
+    if resume:
+        print(f"train: resuming from the checkpoint at step {resume[1]['step']}")
+        run_id = resume[1]["run_id"] if run_exists(resume[1]["run_id"]) else None
+
     OUT.mkdir(parents=True, exist_ok=True)
-    with mlflow.start_run(run_name=f"dqn-{params.model.architecture}", tags={"stage": "train"},
+    with mlflow.start_run(run_id=run_id, run_name=f"dqn-{params.model.architecture}", tags={"stage": "train"},
                           log_system_metrics=True) as run:
-        mlflow.log_params(params.flat())
-        started = time.perf_counter()
-        agent, history = train(params, MODEL, OUT, sink=lambda step, m: mlflow.log_metrics(m, step=step))
+        if run_id is None:
+            mlflow.log_params(params.flat())
+        if resume:  # the same run, or a new one linked to the killed one if the store lost it
+            mlflow.set_tags({"resumed_from_step": resume[1]["step"], "resumed_from_run": resume[1]["run_id"]})
+        started = time.perf_counter() - (resume[1]["progress"]["elapsed"] if resume else 0.0)
+        agent, history = train(params, MODEL, sink=lambda step, m: mlflow.log_metrics(m, step=step),
+                               checkpoint_dir=CHECKPOINTS,
+                               checkpoint_meta={"fingerprint": fingerprint, "run_id": run.info.run_id},
+                               resume=resume)
         summary = train_summary(history, params.train.steps, time.perf_counter() - started)
 
         save_network(agent.model, OUT / "model.keras")
@@ -36,11 +55,13 @@ def main() -> None:
         files.write_json(OUT / "metrics.json", summary)
         mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if v is not None})
         mlflow.log_artifact(str(OUT / "history.csv"))
+        log_output_hashes(OUT / "model.keras", OUT / "history.csv", OUT / "metrics.json")
         # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
         trained = load_network(OUT / "model.keras")
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
         mlflow.tensorflow.log_model(trained, name="model", input_example=example)
         files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
+    checkpoint.clear(CHECKPOINTS)  # the outputs supersede them
     print(f"train: {summary['steps']} steps, {summary['episodes']} episodes, {summary['steps_per_s']} steps/s")
 
 

@@ -56,6 +56,41 @@ class FastDQNAgent(rl.DQNAgent):
             tf.TensorSpec((None,), tf.float32),
         ])
 
+    resume_step = 0  # where the next fit() starts counting; set when continuing from a checkpoint
+
+    @property
+    def step(self):
+        return self._step
+
+    @step.setter
+    def step(self, value):
+        # keras-rl2's fit() always begins with `self.step = 0`; a resumed run begins where it stopped.
+        if value == 0 and self.resume_step:
+            value, self.resume_step = self.resume_step, 0
+        self._step = value
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Online and target weights, Adam's slots and the replay memory, for a checkpoint."""
+        self.optimizer._create_all_weights(self.model.trainable_variables)  # slots exist from then on
+        arrays = {}
+        for part, weights in (("online", self.model.get_weights()), ("target", self.target_model.get_weights()),
+                              ("optimizer", self.optimizer.get_weights())):
+            arrays.update({f"{part}/{i:04d}": w for i, w in enumerate(weights)})
+        arrays.update({f"memory/{k}": v for k, v in self.memory.get_state().items()})
+        return arrays
+
+    def set_state(self, arrays: dict[str, np.ndarray], step: int) -> None:
+        """Restore `get_state()`'s arrays; the next fit() continues from `step`."""
+        def part(name: str) -> list[np.ndarray]:
+            return [arrays[k] for k in sorted(arrays) if k.startswith(f"{name}/")]
+
+        self.model.set_weights(part("online"))
+        self.target_model.set_weights(part("target"))
+        self.optimizer._create_all_weights(self.model.trainable_variables)
+        self.optimizer.set_weights(part("optimizer"))
+        self.memory.set_state({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("memory/")})
+        self.resume_step = step
+
     @property
     def metrics_names(self):
         # keras-rl2 reads these from the Keras training model, which never trains here.
@@ -116,9 +151,12 @@ class FastDQNAgent(rl.DQNAgent):
 
 def load_agent(model_path, params: Params, training: bool = True, test_epsilon: float | None = None):
     """A compiled agent around the saved network at `model_path`."""
-    from invaders.model import load_network
+    from invaders.envs import action_count, observation_shape
+    from invaders.model import check_fits, load_network
 
-    return build_agent(load_network(model_path), params, training=training, test_epsilon=test_epsilon)
+    model = load_network(model_path)
+    check_fits(model, model_path, observation_shape(params.env), params.agent.window_length, action_count(params.env))
+    return build_agent(model, params, training=training, test_epsilon=test_epsilon)
 
 
 def build_agent(model, params: Params, training: bool = True, test_epsilon: float | None = None, agent_class=None):

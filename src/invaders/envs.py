@@ -97,6 +97,48 @@ class RLEnv:
         info["raw_reward"] = float(reward)
         return obs, float(reward), done, info
 
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything the next step depends on: emulator (with its RNG), wrappers, this adapter."""
+        unwrapped = self.env.unwrapped
+        arrays = {"ale": np.frombuffer(unwrapped.ale.cloneState(include_rng=True).serialize(), dtype=np.uint8)}
+        meta = {
+            "game_over": self.game_over, "lives": self._lives, "seed": self._seed,
+            "np_random": unwrapped.np_random.bit_generator.state,
+            "action_space": self.action_space.np_random.bit_generator.state,
+        }
+        if self._obs is not None:
+            arrays["obs"] = self._obs
+        for wrapper in self._wrappers():
+            if isinstance(wrapper, gym.wrappers.AtariPreprocessing):
+                arrays.update({f"obs_buffer/{i}": b for i, b in enumerate(wrapper.obs_buffer)})
+                meta["preprocessing"] = {"lives": wrapper.lives, "game_over": wrapper.game_over}
+            elif isinstance(wrapper, gym.wrappers.TimeLimit):
+                meta["elapsed_steps"] = wrapper._elapsed_steps
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        import ale_py
+
+        self.env.reset(seed=self._seed)  # gymnasium refuses to step an env that was never reset
+        unwrapped = self.env.unwrapped
+        unwrapped.ale.restoreState(ale_py.ALEState(arrays["ale"].tobytes()))
+        unwrapped.np_random.bit_generator.state = meta["np_random"]
+        self.action_space.np_random.bit_generator.state = meta["action_space"]
+        self.game_over, self._lives, self._seed = meta["game_over"], meta["lives"], meta["seed"]
+        self._obs = arrays["obs"].copy() if "obs" in arrays else None
+        for wrapper in self._wrappers():
+            if isinstance(wrapper, gym.wrappers.AtariPreprocessing):
+                wrapper.obs_buffer = [arrays[f"obs_buffer/{i}"].copy() for i in range(len(wrapper.obs_buffer))]
+                wrapper.lives, wrapper.game_over = meta["preprocessing"]["lives"], meta["preprocessing"]["game_over"]
+            elif isinstance(wrapper, gym.wrappers.TimeLimit):
+                wrapper._elapsed_steps = meta["elapsed_steps"]
+
+    def _wrappers(self):
+        env = self.env
+        while isinstance(env, gym.Wrapper):
+            yield env
+            env = env.env
+
     def render(self, mode: str = "rgb_array"):
         return self.env.render()
 

@@ -6,6 +6,7 @@ A stage that dies part-way leaves each output either as it was or complete.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -16,19 +17,37 @@ from pathlib import Path
 from invaders.errors import UserError
 
 
+class OutputError(UserError):
+    """An output that could not be written (a full disk, a file-size limit, no permission)."""
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary sibling of `path` to write; once the block succeeds it is synced and renamed."""
+    """A temporary sibling of `path` to write; once the block succeeds it is synced and renamed.
+
+    If writing fails, the temporary file is removed and `path` keeps its previous content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # writers pick formats by suffix
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # Python ignores SIGXFSZ, so a size limit arrives here as EFBIG
+        reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OutputError(f"{path}: could not be written ({reason}); its previous version is unchanged") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

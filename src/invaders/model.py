@@ -7,6 +7,8 @@ built-in layers (no Python lambda), so every saved model loads in Keras safe mod
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import tf_keras
@@ -59,9 +61,26 @@ def _q_head(x, dueling: str, n_actions: int):
 
 
 def save_network(model: tf_keras.Model, path: str | Path) -> None:
-    """Atomic: a reader sees the old file or the new one, never half of one."""
+    """Atomic, and byte-identical for identical networks.
+
+    A `.keras` file is a zip; Keras stamps the save time into `metadata.json` and into the
+    weights entry's zip header. Both are dropped, so equal weights give equal files.
+    """
     with atomic_path(path) as tmp:
         model.save(tmp)
+        _strip_save_time(tmp)
+
+
+def _strip_save_time(path: Path) -> None:
+    with zipfile.ZipFile(path) as src:
+        entries = [(info.filename, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as dst:
+        for name, data in entries:
+            if name == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
 
 
 class ModelFileError(UserError):
@@ -78,6 +97,18 @@ def load_network(path: str | Path) -> tf_keras.Model:
     except Exception as exc:  # Keras raises many types for a bad file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
+
+
+def check_fits(model: tf_keras.Model, source: str | Path, frame_shape: tuple[int, ...], window: int,
+               n_actions: int) -> None:
+    """A network built for other frames, another window or another game is the user's to fix."""
+    got = (tuple(model.input_shape[1:]), int(model.output_shape[-1]))
+    need = ((window, *frame_shape), n_actions)
+    if got != need:
+        raise ModelFileError(
+            f"{source}: built for input {got[0]} and {got[1]} actions, but these params need input {need[0]}"
+            f" and {need[1]} actions (see env.id, env.observation, agent.window_length)"
+        )
 
 
 def summarize(model: tf_keras.Model) -> dict:

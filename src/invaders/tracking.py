@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 from invaders.errors import UserError
 
@@ -50,3 +51,22 @@ def connect(experiment: str) -> str:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: {reason}") from None
 
+
+
+def log_output_hashes(*paths: str | Path) -> None:
+    """Tag the active run with each output's SHA-256, so a rerun can be checked against it."""
+    import mlflow
+
+    from invaders.files import sha256
+
+    mlflow.set_tags({f"sha256.{Path(p).as_posix()}": sha256(p) for p in paths})
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether the store holds this run, undeleted (a killed run may be resumed in it)."""
+    import mlflow
+
+    try:
+        return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+    except mlflow.exceptions.MlflowException:
+        return False

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from invaders import checkpoint
 from invaders.agent import load_agent, seed_everything
 from invaders.compat import load_rl
 from invaders.config import Params
@@ -26,10 +27,13 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | None = None):
+def train(params: Params, model_path: Path, sink: MetricsSink | None = None, checkpoint_dir: Path | None = None,
+          checkpoint_meta: dict | None = None, resume: tuple[dict, dict] | None = None):
     """Train the network at `model_path` for `params.train.steps`; returns (agent, history rows).
 
-    Writes `out_dir/checkpoint.keras` every `train.checkpoint_every` steps.
+    With `checkpoint_dir`, a checkpoint (tagged with `checkpoint_meta`) is written there every
+    `train.checkpoint_every` steps. `resume`, a checkpoint from `checkpoint.latest`, continues
+    that run: the result is the same as if it had never stopped.
     """
     rl = load_rl()
     seed_everything(params.seed)
@@ -39,26 +43,44 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
     cfg = params.train
 
     class Progress(rl.Callback):
-        """Per-game history rows, step-level metrics every `log_every`, the progress bar.
+        """Per-game history rows, step-level metrics every `log_every`, checkpoints, the progress bar.
 
         keras-rl2's episodes may be single lives (`env.terminal_on_life_loss`); a history row
         is a whole game, from reset to game over.
         """
 
-        def __init__(self):
-            self.rows: list[dict] = []
-            self.start = time.perf_counter()
-            self.bar = tqdm(total=cfg.steps, desc="train", unit="step", mininterval=1.0, smoothing=0.05)
-            self.window_start = (0, self.start)
-            self.window_losses: list[float] = []
-            self.window_q: list[float] = []
+        def __init__(self, state: dict | None = None):
+            state = state or {"rows": [], "elapsed": 0.0, "window": [0, [], []], "game": [0.0, 0, [], []]}
+            self.resumed_at = state.get("step", 0)
+            self.rows: list[dict] = state["rows"]
+            self.start = time.perf_counter() - state["elapsed"]
+            self.window_start = (state["window"][0], time.perf_counter())
+            self.window_losses, self.window_q = state["window"][1], state["window"][2]
+            self.score, self.length, self.losses, self.q = state["game"]
+            self.bar = tqdm(total=cfg.steps, initial=self.resumed_at, desc="train", unit="step", mininterval=1.0,
+                            smoothing=0.05)
+
+        def state(self, step: int) -> dict:
+            return {"step": step, "rows": self.rows, "elapsed": time.perf_counter() - self.start,
+                    "window": [self.window_start[0], self.window_losses, self.window_q],
+                    "game": [self.score, self.length, self.losses, self.q]}
 
         def on_episode_begin(self, episode, logs={}):
             if self.env.game_over:  # a new game, not just a new life
                 self.score, self.length, self.losses, self.q = 0.0, 0, [], []
 
+        def on_step_begin(self, step, logs={}):
+            done = int(self.model.step)
+            if checkpoint_dir and done % cfg.checkpoint_every == 0 and self.resumed_at < done < cfg.steps:
+                env_arrays, env_meta = env.get_state()
+                arrays = {**{f"agent/{k}": v for k, v in self.model.get_state().items()},
+                          **{f"env/{k}": v for k, v in env_arrays.items()}}
+                meta = {**(checkpoint_meta or {}), "env": env_meta, "progress": self.state(done)}
+                checkpoint.save(checkpoint_dir, done, arrays, meta)
+
         def on_step_end(self, step, logs={}):
             self.score += logs["info"]["raw_reward"]
+            self.length += 1
             metrics = dict(zip(self.model.metrics_names, logs["metrics"]))
             if not math.isnan(metrics.get("loss", math.nan)):
                 self.losses.append(metrics["loss"])
@@ -69,8 +91,6 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
             done = int(self.model.step) + 1  # fit increments step after the callbacks
             if done % cfg.log_every == 0:
                 self._log_window(done)
-            if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                save_network(self.model.model, out_dir / "checkpoint.keras")
 
         def _log_window(self, done: int) -> None:
             last_step, last_time = self.window_start
@@ -83,7 +103,6 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
             self.window_start, self.window_losses, self.window_q = (done, now), [], []
 
         def on_episode_end(self, episode, logs={}):
-            self.length += int(logs["nb_episode_steps"])
             if not self.env.game_over:
                 return
             row = {
@@ -100,7 +119,12 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
             self.bar.set_postfix(episode=row["episode"], reward=row["reward"], eps=f"{row['epsilon']:.3f}")
             sink(row["step"], {"episode_reward": row["reward"], "episode_length": row["length"]})
 
-    progress = Progress()
+    if resume:
+        arrays, meta = resume
+        agent.set_state({k[len("agent/"):]: v for k, v in arrays.items() if k.startswith("agent/")}, meta["step"])
+        env.set_state({k[len("env/"):]: v for k, v in arrays.items() if k.startswith("env/")}, meta["env"])
+        checkpoint.restore_rngs(meta)
+    progress = Progress(resume[1]["progress"] if resume else None)
     try:
         agent.fit(env, nb_steps=cfg.steps, verbose=0, callbacks=[progress])
     finally:
@@ -108,7 +132,6 @@ def train(params: Params, model_path: Path, out_dir: Path, sink: MetricsSink | N
         env.close()
     if int(agent.step) < cfg.steps:  # keras-rl2's fit swallows Ctrl-C and returns early
         raise KeyboardInterrupt(f"training stopped at step {int(agent.step)} of {cfg.steps}")
-    (out_dir / "checkpoint.keras").unlink(missing_ok=True)  # the final model supersedes it
     return agent, progress.rows
 
 
