@@ -41,6 +41,8 @@ def test_flat_params_have_dotted_keys(default_params):
         ({"agent": {"memory_limit": 16}}, "memory_limit (16) must be at least batch_size (32)"),
         ({"agent": {"warmup_steps": 4}}, "warmup_steps (4) must be at least 32"),
         ({"model": {"architecture": "seed"}}, "model.architecture 'seed' needs env.observation 'raw'"),
+        ({"agent": {"window_length": 64, "memory_limit": 40}}, "window_length (64) must not exceed memory_limit (40)"),
+        ({"evaluate": {"episodes": 0, "video": True}}, "evaluate.episodes: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_params_name_the_key(default_params, override, expected):

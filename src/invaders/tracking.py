@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from invaders.errors import UserError
 
-# Relative to the stage's working directory, which `dvc repro` sets to the repo root.
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# The SQLite store at the project root. DVC gives stages the root in DVC_ROOT; a queued
+# experiment (`dvc exp run --queue`) runs in a temporary copy, but DVC_ROOT still names the
+# original project, so its runs land in the same store as everyone else's.
+STORE_FILE = "mlflow.db"
 
 
 class TrackingError(UserError):
@@ -17,7 +20,36 @@ class TrackingError(UserError):
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = Path(os.environ.get("DVC_ROOT") or ".").resolve()
+    return f"sqlite:///{root / STORE_FILE}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Next to the default store, whoever creates the experiment (MLflow would use its cwd)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None  # the server's or the user's choice
+    return (Path(uri[len("sqlite:///"):]).parent / "mlruns").as_uri()
+
+
+@contextmanager
+def _store_lock(uri: str):
+    """Serialises creating (and migrating) a SQLite store: two processes doing it at once collide.
+
+    Once the tables exist, MLflow's own SQLite busy timeout (20 s) handles concurrent writers.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".db.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -44,8 +76,10 @@ def connect(experiment: str) -> str:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     # Only for this first call: no retries with back-off, a short timeout.
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), _store_lock(uri):
         try:
+            if mlflow.get_experiment_by_name(experiment) is None:
+                mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri))
             return mlflow.set_experiment(experiment).experiment_id
         except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -1,0 +1,101 @@
+"""Same inputs, same outputs: a forced rerun and a killed-then-resumed training reproduce every output byte for byte."""
+
+import csv
+import hashlib
+import io
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from conftest import REPO, TINY, merge
+from test_pipeline import make_project, ran_stages, run, tool_env
+
+# Long enough to kill part-way: checkpoints at steps 150, 300 and 450.
+PARAMS = merge(TINY, {"train": {"steps": 600, "checkpoint_every": 150}})
+TRAIN_OUTPUTS = ["data/train/model.keras", "data/train/history.csv", "data/train/metrics.json"]
+OUTPUTS = TRAIN_OUTPUTS + ["data/baseline/episodes.csv", "data/baseline/metrics.json", "data/eval/episodes.csv",
+                           "data/eval/metrics.json", "data/eval/video/episode.mp4"]
+
+
+def wall_clock(name: str) -> bool:
+    """Columns and keys that hold times or rates: the only things a rerun may change."""
+    return any(word in name for word in ("time", "seconds", "per_s"))
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file, leaving out wall-clock columns (CSV) and keys (JSON)."""
+    data = path.read_bytes()
+    if path.suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(data.decode())))
+        keep = [i for i, name in enumerate(rows[0]) if not wall_clock(name)]
+        data = "\n".join(",".join(row[i] for i in keep) for row in rows).encode()
+    elif path.suffix == ".json":
+        data = json.dumps({k: v for k, v in json.loads(data).items() if not wall_clock(k)}, sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def digests(root: Path, names: list[str]) -> dict[str, str]:
+    return {name: digest(root / name) for name in names}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("repro")
+    make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS))
+    return root, digests(root, OUTPUTS)
+
+
+def train_runs(root: Path) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["invaders"], filter_string="tags.stage = 'train'",
+                              output_format="list", order_by=["attributes.start_time ASC"])
+
+
+def test_forced_rerun_is_byte_identical(project):
+    root, first = project
+    assert ran_stages(run(["dvc", "repro", "-f"], root).stdout) == ["baseline", "build", "train", "evaluate"]
+    assert digests(root, OUTPUTS) == first
+    # Without leaving anything out: the model file itself, and history.csv but for its wall-clock column.
+    latest = train_runs(root)[-1]
+    for name in TRAIN_OUTPUTS:
+        assert latest.data.tags[f"sha256.{name}"] == hashlib.sha256((root / name).read_bytes()).hexdigest()
+    assert latest.data.params["seed"] == "0"
+
+
+def test_killed_training_resumes_to_the_same_outputs(project):
+    root, first = project
+    checkpoints = root / "data" / "train" / "checkpoints"
+    dvc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train"], cwd=root, env=tool_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while len(list(checkpoints.glob("step-*.ckpt"))) < 2:  # two, so one can be corrupted
+        assert dvc.poll() is None, f"training ended before it could be killed:\n{dvc.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    trainer = next(p for p in psutil.Process(dvc.pid).children(recursive=True)
+                   if "pipeline/train.py" in " ".join(p.cmdline()))
+    trainer.send_signal(signal.SIGKILL)
+    assert dvc.wait(timeout=120) != 0
+    killed_run = train_runs(root)[-1]
+    assert killed_run.info.status == "RUNNING"  # nobody closed it
+
+    newest = sorted(checkpoints.glob("step-*.ckpt"))[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # as a crash mid-write would
+    resumed = run(["dvc", "repro", "-f", "-s", "train"], root)
+    assert "unusable checkpoint (truncated: no trailer)" in resumed.stderr
+    assert "resuming from the checkpoint at step" in resumed.stdout
+    assert digests(root, TRAIN_OUTPUTS) == {k: first[k] for k in TRAIN_OUTPUTS}
+    assert not list(checkpoints.glob("*"))  # superseded by the outputs
+
+    runs = train_runs(root)
+    assert runs[-1].info.run_id == killed_run.info.run_id and runs[-1].info.status == "FINISHED"
+    assert json.loads((root / "data/train/mlflow_run.json").read_text())["run_id"] == killed_run.info.run_id
+    assert int(runs[-1].data.tags["resumed_from_step"]) in (150, 300, 450)
+
