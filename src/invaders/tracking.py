@@ -26,11 +26,12 @@ def tracking_uri() -> str:
     return f"sqlite:///{root / STORE_FILE}"
 
 
-def _artifact_root(uri: str) -> str | None:
-    """Next to the default store, whoever creates the experiment (MLflow would use its cwd)."""
+def _artifact_root() -> str | None:
+    """For the default store, `mlruns/` next to it, whoever creates the experiment (MLflow would
+    use its own working directory, a throw-away copy for a queued experiment)."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None  # the server's or the user's choice
-    return (Path(uri[len("sqlite:///"):]).parent / "mlruns").as_uri()
+    return (Path(tracking_uri()[len("sqlite:///"):]).parent / "mlruns").as_uri()
 
 
 @contextmanager
@@ -73,13 +74,13 @@ def connect(experiment: str) -> str:
     """
     import mlflow
 
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri, artifact_root = tracking_uri(), _artifact_root()
+    mlflow.set_tracking_uri(uri)  # which also sets MLFLOW_TRACKING_URI
     # Only for this first call: no retries with back-off, a short timeout.
     with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), _store_lock(uri):
         try:
             if mlflow.get_experiment_by_name(experiment) is None:
-                mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri))
+                mlflow.create_experiment(experiment, artifact_location=artifact_root)
             return mlflow.set_experiment(experiment).experiment_id
         except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
