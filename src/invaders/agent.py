@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
+from invaders.replay import ReplayMemory
 
 rl = load_rl()
 
@@ -173,8 +174,8 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         model=model,
         nb_actions=n_actions,
         # Evaluation only needs the last window of frames, not a replay memory.
-        memory=rl.SequentialMemory(limit=cfg.memory_limit if training else cfg.window_length,
-                                   window_length=cfg.window_length),
+        memory=ReplayMemory(limit=cfg.memory_limit if training else cfg.window_length,
+                            window_length=cfg.window_length, seed=params.seed),
         policy=policy,
         test_policy=rl.EpsGreedyQPolicy(eps=eps.test if test_epsilon is None else test_epsilon),
         processor=AtariProcessor(clip_rewards=params.env.clip_rewards and training),
