@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -40,3 +41,15 @@ def test_a_stage_run_before_its_inputs_exist_says_so(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last == "error: data/train/model.keras: missing; run the stages before this one (dvc repro)", last
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_every_bad_input_row_in_the_readme_names_tests_that_exist():
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## When something is wrong", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "`test_" in line]
+    assert len(rows) >= 12
+    for row in rows:
+        module = None
+        for ref in re.findall(r"`(test_\w+\.py)?::(\w+)`", row.split("|")[3]):
+            module = ref[0] or module
+            assert re.search(rf"^def {ref[1]}\(", (REPO / "tests" / module).read_text(), re.M), (module, ref[1])

@@ -101,6 +101,18 @@ def test_dvc_metrics_show_and_nothing_left_to_do(project):
     assert {"training_reward", "evaluation_vs_baseline"} <= set(plots)
 
 
+def test_a_stage_that_fails_leaves_the_earlier_outputs(project):
+    before = {p: p.read_bytes() for p in (project / "data" / "train").glob("*.*")}
+    good = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(good.replace("steps: 300", "steps: -1"))
+    result = run(["dvc", "repro"], project, check=False)
+    (project / "params.yaml").write_text(good)
+    assert result.returncode != 0
+    assert "error: params.yaml: train.steps: Input should be greater than or equal to 1 (got -1)" in result.stderr
+    assert {p: p.read_bytes() for p in (project / "data" / "train").glob("*.*")} == before
+    assert "up to date" in run(["dvc", "status"], project).stdout
+
+
 def test_logged_model_loads_and_agrees(project, monkeypatch):
     monkeypatch.chdir(project)
     import mlflow
