@@ -152,13 +152,13 @@ def promote(cfg: PromoteConfig, run_id: str, episodes_csv: str | Path, baseline_
         "reason": decision.reason,
         "p_value_baseline": vs_b.p_value,
         "p_value_champion": None if vs_c is None else vs_c.p_value,
-        "previous_champion": None if rival is None else rival.version,
+        "previous_champion": None if rival is None else str(rival.version),
     }
     for key, value in {**summary, "eval.mean_reward": vs_b.candidate_mean, "eval.episodes": len(rewards),
                        REWARDS_TAG: rewards_path}.items():
         client.set_model_version_tag(name, version.version, key if key.startswith("eval.") else f"promote.{key}",
                                      _tag_value(value))
-    for key, value in {**summary, "model_name": name, "version": version.version}.items():
+    for key, value in {**summary, "model_name": name, "version": str(version.version)}.items():
         client.set_tag(run_id, f"promote.{key}", _tag_value(value))
     return {"model_name": name, "version": str(version.version), "run_id": run_id, "alias": alias,
             "previous_champion": summary["previous_champion"], **decision.to_dict()}
