@@ -4,7 +4,7 @@
 # so can you:
 #
 #   scripts/retrain.sh [--preset NAME|FILE] [--steps N] [--seed N] [--remote NAME|URL]
-#                      [--diff REV] [--commit] [--no-gate]
+#                      [--diff REV] [--report FILE] [--commit] [--no-gate]
 #
 #   --preset   start from presets/NAME.yaml (seed, smoke) or a params file instead of params.yaml
 #   --steps    override train.steps          --seed   override seed
@@ -12,6 +12,7 @@
 #              `retrain`); default: the repo's default remote; with none, nothing is pulled or pushed
 #   --diff     add `dvc params diff REV --md` (this commit's params, before --preset/--steps/--seed)
 #              and `dvc metrics diff REV --md` (after the run) to the report
+#   --report   also write the markdown report to FILE
 #   --commit   commit dvc.lock if the run changed it and used params.yaml as committed
 #   --no-gate  report only; exit 0 even if the agent does not beat the random baseline
 #
@@ -25,10 +26,10 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 fail() { echo "error: $*" >&2; exit 2; }
 
-preset="" steps="" seed="" remote="" diff_rev="" commit=0 gate=1
+preset="" steps="" seed="" remote="" diff_rev="" report_file="" commit=0 gate=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --preset|--steps|--seed|--remote|--diff)
+    --preset|--steps|--seed|--remote|--diff|--report)
       [ $# -ge 2 ] && [ -n "$2" ] || fail "$1: needs a value"
       case "$1" in
         --preset) preset=$2 ;;
@@ -36,12 +37,13 @@ while [ $# -gt 0 ]; do
         --seed) seed=$2 ;;
         --remote) remote=$2 ;;
         --diff) diff_rev=$2 ;;
+        --report) report_file=$2 ;;
       esac
       shift 2 ;;
     --commit) commit=1; shift ;;
     --no-gate) gate=0; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) fail "unknown option '$1' (allowed: --preset, --steps, --seed, --remote, --diff, --commit, --no-gate)" ;;
+    *) fail "unknown option '$1' (allowed: --preset, --steps, --seed, --remote, --diff, --report, --commit, --no-gate)" ;;
   esac
 done
 for pair in "steps:$steps" "seed:$seed"; do
@@ -49,6 +51,7 @@ for pair in "steps:$steps" "seed:$seed"; do
   [ -z "$value" ] || [[ "$value" =~ ^[0-9]+$ ]] || fail "--${pair%%:*}: must be a whole number (got '$value')"
 done
 
+if [ -n "$report_file" ]; then report_file=$(realpath -m -- "$report_file"); fi
 cd "$(dirname "$0")/.."
 # `make install` puts the tools in .venv; the stages run `python`, so the venv goes first on PATH.
 if [ -x .venv/bin/dvc ]; then PATH="$PWD/.venv/bin:$PATH"; export PATH; fi
@@ -56,7 +59,7 @@ command -v dvc >/dev/null || fail "dvc not found: run make install"
 command -v invaders >/dev/null || fail "invaders not found: run make install"
 
 report=$(mktemp)
-trap 'rm -f "$report"' EXIT
+trap 'rm -f "$report" "$report.md"' EXIT
 # `dvc params|metrics diff REV --md` under a heading, into the report.
 diff_md() {
   local out
@@ -104,7 +107,10 @@ fi
 if [ -n "$diff_rev" ]; then
   diff_md metrics "Metrics: this run against $diff_rev"
 fi
-{ invaders report; cat "$report"; } | tee -a "${GITHUB_STEP_SUMMARY:-/dev/null}"
+{ invaders report; cat "$report"; } >"$report.md"
+cat "$report.md"
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$report.md" >>"$GITHUB_STEP_SUMMARY"; fi
+if [ -n "$report_file" ]; then cp "$report.md" "$report_file"; fi
 
 if [ "$commit" = 1 ]; then
   if [ "$committed_params" = 0 ]; then

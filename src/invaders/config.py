@@ -165,7 +165,9 @@ def _describe(error: dict) -> str:
         return f"{key}: got {error['input']!r}, allowed: {allowed}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return f"{key}: {msg} (got {error['input']!r})" if kind != "value_error" else f"{key}: {msg}"
+    if kind == "value_error":  # a validator's message names its keys; a whole-params one needs no prefix
+        return f"{key}: {msg}" if error["loc"] else msg
+    return f"{key}: {msg} (got {error['input']!r})"
 
 
 def parse_params(raw: object, source: str = "params") -> Params:
