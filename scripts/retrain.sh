@@ -62,10 +62,17 @@ report=$(mktemp)
 trap 'rm -f "$report" "$report.md"' EXIT
 # `dvc params|metrics diff REV --md` under a heading, into the report.
 diff_md() {
-  local out
+  local out err
   printf '\n### %s\n\n' "$2" >>"$report"
-  out=$(dvc "$1" diff "$diff_rev" --md 2>&1) || out="(dvc $1 diff failed: ${out##*$'\n'})"
-  printf '%s\n' "${out:-No changes.}" >>"$report"
+  err=$(mktemp)
+  if out=$(dvc "$1" diff "$diff_rev" --md 2>"$err"); then
+    # A table with no rows (header and separator only) is no change.
+    if [ "$(grep -c '^|' <<<"$out")" -le 2 ]; then out="No changes."; fi
+  else
+    out="(dvc $1 diff $diff_rev failed: $(tail -n 1 "$err"))"
+  fi
+  rm -f "$err"
+  printf '%s\n' "$out" >>"$report"
 }
 
 if [ -n "$diff_rev" ]; then
