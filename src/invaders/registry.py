@@ -34,10 +34,10 @@ def _reason(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _download(quiet: bool = True, **where) -> str:
+def _download(**where) -> str:
     import mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false" if quiet else "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files; keep the output clean
     return mlflow.artifacts.download_artifacts(**where)
 
 
@@ -62,8 +62,7 @@ def load_model(spec: str | Path):
         path = local / "data" / "model.keras"
         if not path.is_file():
             raise ModelFileError(f"{spec}: not a Keras model logged by this pipeline (no data/model.keras)")
-        model = load_network(path)
-    return model
+        return load_network(path)  # fully in memory: the download can go
 
 
 def version_by_alias(name: str, alias: str):
@@ -73,7 +72,8 @@ def version_by_alias(name: str, alias: str):
     try:
         return _client().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc):
+        # A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias, INVALID_PARAMETER_VALUE "... not found".
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc):
             return None
         raise
 
