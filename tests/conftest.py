@@ -1,5 +1,8 @@
 import copy
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,45 @@ def default_params() -> dict:
 @pytest.fixture
 def tiny_params(default_params) -> dict:
     return merge(default_params, TINY)
+
+
+BIN = Path(sys.executable).parent
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The venv first on PATH, the project's own MLflow store and a git identity."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # the tiny run is over in seconds
+    for who in ("AUTHOR", "COMMITTER"):
+        env.setdefault(f"GIT_{who}_NAME", "tests")
+        env.setdefault(f"GIT_{who}_EMAIL", "tests@invaders.invalid")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """`cmd` in `cwd` with `tool_env()`."""
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def make_project(root: Path, params: dict, repro: bool = True) -> subprocess.CompletedProcess | None:
+    """A copy of the repo with `params`, committed to a fresh git repo; returns its first `dvc repro`."""
+    for name in ("dvc.yaml", "pipeline", "src", "presets", "scripts", ".dvc", ".gitignore", "params.yaml"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache", "config.local"))
+        else:
+            shutil.copy(src, root / name)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "tiny"], root)
+    return run(["dvc", "repro"], root) if repro else None

@@ -5,8 +5,7 @@ import time
 
 import mlflow
 import yaml
-from conftest import REPO, TINY, merge
-from test_pipeline import make_project, run
+from conftest import REPO, TINY, make_project, merge, run
 
 from invaders.config import Params
 

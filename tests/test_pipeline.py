@@ -1,52 +1,12 @@
 """End to end: the real `dvc repro` in a real git repo on tiny params, then every output and the MLflow store."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, TINY, merge
-
-BIN = Path(sys.executable).parent
-
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """The environment for the project's tools: this venv first, the project's own MLflow store."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # the tiny run is over in seconds
-    return {**env, **extra}
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
-def make_project(root: Path, params: dict, repro: bool = True) -> subprocess.CompletedProcess | None:
-    """A copy of the repo with `params`, committed to a fresh git repo; returns its first `dvc repro`."""
-    for name in ("dvc.yaml", "pipeline", "src", "presets", ".dvc", ".gitignore", "params.yaml"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-        else:
-            shutil.copy(src, root / name)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], root)
-    return run(["dvc", "repro"], root) if repro else None
+from conftest import REPO, TINY, make_project, merge, ran_stages, run
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +15,7 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     first = make_project(root, params)
-    assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate"]
+    assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate", "promote"]
     return root
 
 
@@ -150,7 +110,7 @@ def test_changing_one_param_reruns_only_what_depends_on_it(project):
     params["evaluate"]["episodes"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project).stdout
-    assert ran_stages(out) == ["evaluate"]  # re-running evaluate alone records a second evaluation
+    assert ran_stages(out) == ["evaluate", "promote"]  # re-running evaluate alone records a second evaluation
     assert json.loads((project / "data" / "eval" / "metrics.json").read_text())["episodes"] == 3
     import mlflow
 
@@ -162,7 +122,39 @@ def test_changing_one_param_reruns_only_what_depends_on_it(project):
 
     params["baseline"]["episodes"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(run(["dvc", "repro"], project).stdout) == ["baseline", "evaluate"]
+    assert ran_stages(run(["dvc", "repro"], project).stdout) == ["baseline", "evaluate", "promote"]
+    # The same trained agent stays one registered version; its record is the latest evaluation.
+    versions = client.search_model_versions("name = 'invaders-dqn'")
+    assert [(v.version, v.run_id) for v in versions] == [(1, run_id)]
+    assert versions[0].tags["eval.episodes"] == "3"
+
+
+def test_promote_registers_the_agent_and_records_the_decision(project, monkeypatch):
+    """Tiny params play 2 episodes a side, fewer than promote.min_episodes: a challenger, and no champion."""
+    decision = json.loads((project / "data" / "promote" / "decision.json").read_text())
+    run_id = json.loads((project / "data" / "train" / "mlflow_run.json").read_text())["run_id"]
+    assert decision["model_name"] == "invaders-dqn" and decision["run_id"] == run_id
+    assert decision["alias"] == "challenger" and not decision["promote"] and not decision["beats_baseline"]
+    assert decision["vs_champion"] is None and decision["vs_baseline"]["p_value"] is None
+    assert decision["reason"].startswith("too few episodes to test against the baseline")
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)[""]["data"]
+    assert {Path(k).as_posix() for k in shown} >= {"data/promote/decision.json"}
+
+    monkeypatch.chdir(project)
+    import mlflow
+
+    from invaders.registry import recorded_rewards, version_by_alias
+
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    version = version_by_alias("invaders-dqn", "challenger")
+    assert version is not None and str(version.version) == decision["version"] and version.run_id == run_id
+    assert version_by_alias("invaders-dqn", "champion") is None
+    assert version.tags["promote.decision"] == "challenger" and version.tags["promote.reason"] == decision["reason"]
+    rewards = [float(line.split(",")[1]) for line in
+               (project / "data" / "eval" / "episodes.csv").read_text().splitlines()[1:]]
+    assert recorded_rewards(version) == rewards
+    tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    assert tags["promote.decision"] == "challenger" and tags["promote.version"] == decision["version"]
 
 
 def test_play_command_scores_and_records(project):
@@ -174,6 +166,17 @@ def test_play_command_scores_and_records(project):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: nope.keras: no such model file"
 
 
+def test_evaluate_command_takes_a_registry_uri_and_agrees_with_the_file(project):
+    """The registered version is the file's network: same seed, same scores."""
+    for name, model in [("file", "data/train/model.keras"), ("registry", "models:/invaders-dqn@challenger")]:
+        out = run(["invaders", "evaluate", "--model", model, "--episodes", "2", "--out", f"check-{name}"], project)
+        assert f"{model}: mean" in out.stdout and "over 2 episodes at epsilon 0.01" in out.stdout
+    assert (project / "check-file" / "episodes.csv").read_text() == (project / "check-registry" / "episodes.csv").read_text()
+    missing = run(["invaders", "play", "--model", "models:/invaders-dqn@champion"], project, check=False)
+    last = missing.stderr.strip().splitlines()[-1]
+    assert missing.returncode == 2 and last.startswith("error: models:/invaders-dqn@champion: not found in the MLflow store")
+
+
 def test_seed_preset_runs(tmp_path):
     """The article's setup (raw frames, its 34.8M-parameter net), shrunk to seconds."""
     preset = yaml.safe_load((REPO / "presets" / "seed.yaml").read_text())
@@ -183,7 +186,7 @@ def test_seed_preset_runs(tmp_path):
         "train": {"steps": 60, "log_every": 30, "checkpoint_every": 30},
     })
     first = make_project(tmp_path, params)
-    assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate"]
+    assert ran_stages(first.stdout) == ["baseline", "build", "train", "evaluate", "promote"]
     summary = json.loads((tmp_path / "data" / "model" / "summary.json").read_text())
     assert summary["params"] == 34_812_326 + 257 and summary["input_shape"] == [None, 3, 210, 160, 3]
     ev = json.loads((tmp_path / "data" / "eval" / "metrics.json").read_text())

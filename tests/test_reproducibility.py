@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import REPO, TINY, merge
-from test_pipeline import make_project, ran_stages, run, tool_env
+from conftest import REPO, TINY, make_project, merge, ran_stages, run, tool_env
 
 # Long enough to kill part-way: checkpoints at steps 150, 300 and 450.
 PARAMS = merge(TINY, {"train": {"steps": 600, "checkpoint_every": 150}})

@@ -1,51 +1,86 @@
-"""`invaders play`: watch a trained agent."""
+"""`invaders`: play or evaluate an agent (a file or a registry URI), and the retrain script's helpers."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from invaders.errors import UserError, exit_on_user_error
+
+MODEL_HELP = ("a saved Q-network (.keras) or an MLflow model URI such as models:/invaders-dqn@champion,"
+              " models:/invaders-dqn/3 or runs:/<run id>/model (default data/train/model.keras)")
+PARAMS_HELP = "params file for the environment settings (default params.yaml; built-in defaults if absent)"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="invaders", description="Atari Space Invaders DQN pipeline tools")
     commands = parser.add_subparsers(dest="command", required=True)
+
     play = commands.add_parser("play", help="let a trained agent play, print its scores, optionally record a video")
-    play.add_argument("--model", type=Path, default=Path("data/train/model.keras"), help="a saved Q-network (.keras)")
+    play.add_argument("--model", default="data/train/model.keras", help=MODEL_HELP)
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
     play.add_argument("--video", type=Path, help="write the first episode to this MP4 file")
     play.add_argument("--epsilon", type=float, help="exploration rate (default: agent.epsilon.test from params)")
     play.add_argument("--seed", type=int, help="episode seed (default: seed from params)")
-    play.add_argument("--params", type=Path, default=Path("params.yaml"),
-                      help="params file for the environment settings (default params.yaml; built-in defaults if absent)")
+    play.add_argument("--params", type=Path, default=Path("params.yaml"), help=PARAMS_HELP)
+
+    ev = commands.add_parser("evaluate", help="the evaluate stage's protocol on any model: file or registry URI")
+    ev.add_argument("--model", default="data/train/model.keras", help=MODEL_HELP)
+    ev.add_argument("--episodes", type=int, help="episodes (default: evaluate.episodes from params)")
+    ev.add_argument("--epsilon", type=float, help="exploration rate (default: evaluate.epsilon from params)")
+    ev.add_argument("--seed", type=int, help="episode seed (default: seed from params)")
+    ev.add_argument("--params", type=Path, default=Path("params.yaml"), help=PARAMS_HELP)
+    ev.add_argument("--out", type=Path, help="write episodes.csv and metrics.json to this directory")
+    ev.add_argument("--video", type=Path, help="write the first episode to this MP4 file")
+
+    prm = commands.add_parser("params", help="write params.yaml for a run: a preset, then overrides (retrain script)")
+    prm.add_argument("--preset", help="'default' (params.yaml as it is), a name in presets/ (seed, smoke) or a file")
+    prm.add_argument("--steps", type=int, help="train.steps")
+    prm.add_argument("--seed", type=int, help="seed")
+    prm.add_argument("--file", type=Path, default=Path("params.yaml"), help="the params file to write")
+
+    rep = commands.add_parser("report", help="markdown report of a retrain from data/ (retrain script)")
+    rep.add_argument("--data", type=Path, default=Path("data"), help="the pipeline's data directory")
+    rep.add_argument("--gate", action="store_true",
+                     help="exit 1 if the agent does not beat the random baseline (after printing the report)")
     return parser
 
 
-def play(args: argparse.Namespace) -> None:
+def _agent(model_spec: str, params, epsilon: float | None):
+    """The model (file or URI) in a test-mode agent, after checking it fits the params' environment."""
     from invaders.agent import build_agent
-    from invaders.config import Params, load_params
     from invaders.envs import action_count, observation_shape
-    from invaders.evaluation import play_agent, score_summary
-    from invaders.model import ModelFileError, load_network
+    from invaders.model import check_fits
+    from invaders.registry import load_model
 
-    if args.episodes < 1:
-        raise UserError(f"--episodes: must be at least 1 (got {args.episodes})")
-    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
-        raise UserError(f"--epsilon: must be between 0 and 1 (got {args.epsilon})")
-    params = load_params(args.params) if args.params.exists() else Params()
-    model = load_network(args.model)
-
-    window, *frame = model.input_shape[1:]
-    if tuple(frame) != observation_shape(params.env):
-        raise ModelFileError(f"{args.model}: the network takes frames of shape {tuple(frame)}, but env.observation"
-                             f" {params.env.observation!r} gives {observation_shape(params.env)}")
-    n_actions = action_count(params.env)
-    if model.output_shape[-1] != n_actions:
-        raise ModelFileError(f"{args.model}: the network has {model.output_shape[-1]} actions, {params.env.id} has {n_actions}")
+    if epsilon is not None and not 0.0 <= epsilon <= 1.0:
+        raise UserError(f"--epsilon: must be between 0 and 1 (got {epsilon})")
+    model = load_model(model_spec)
+    window = int(model.input_shape[1])  # the network's own window; frames and actions must fit the env
+    check_fits(model, model_spec, observation_shape(params.env), window, action_count(params.env))
     params = params.model_copy(update={"agent": params.agent.model_copy(update={"window_length": window})})
+    return build_agent(model, params, training=False, test_epsilon=epsilon)
 
-    agent = build_agent(model, params, training=False, test_epsilon=args.epsilon)
+
+def _params(path: Path):
+    from invaders.config import Params, load_params
+
+    return load_params(path) if path.exists() else Params()
+
+
+def _episodes(value: int) -> int:
+    if value < 1:
+        raise UserError(f"--episodes: must be at least 1 (got {value})")
+    return value
+
+
+def play(args: argparse.Namespace) -> None:
+    from invaders.evaluation import play_agent, score_summary
+
+    _episodes(args.episodes)
+    params = _params(args.params)
+    agent = _agent(args.model, params, args.epsilon)
     seed = params.seed if args.seed is None else args.seed
     episodes = play_agent(agent, params.env, args.episodes, seed, video=args.video)
     for e in episodes:
@@ -56,11 +91,43 @@ def play(args: argparse.Namespace) -> None:
         print(f"video: {args.video}")
 
 
+def evaluate(args: argparse.Namespace) -> None:
+    from invaders import files
+    from invaders.evaluation import EPISODE_FIELDS, episode_rows, play_agent, score_summary
+
+    params = _params(args.params)
+    cfg = params.evaluate
+    n = _episodes(cfg.episodes if args.episodes is None else args.episodes)
+    epsilon = cfg.epsilon if args.epsilon is None else args.epsilon
+    agent = _agent(args.model, params, epsilon)
+    episodes = play_agent(agent, params.env, n, params.seed if args.seed is None else args.seed, video=args.video)
+    summary = score_summary(episodes)
+    if args.out:
+        files.write_csv(args.out / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)
+        files.write_json(args.out / "metrics.json", summary)
+    print(f"{args.model}: mean {summary['mean_reward']:.1f} ± {summary['std_reward']:.1f} over {n} episodes"
+          f" at epsilon {epsilon:g}" + (f"; wrote {args.out}/episodes.csv, metrics.json" if args.out else ""))
+
+
+def params(args: argparse.Namespace) -> None:
+    from invaders.retrain import write_run_params
+
+    print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed))
+
+
+def report(args: argparse.Namespace) -> None:
+    from invaders.retrain import beats_baseline, markdown_report
+
+    print(markdown_report(args.data))
+    if args.gate and not beats_baseline(args.data):
+        print("gate: the agent does not beat the random baseline", file=sys.stderr)
+        sys.exit(1)
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    if args.command == "play":
-        play(args)
+    {"play": play, "evaluate": evaluate, "params": params, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ never silently fall back to a default.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from invaders.errors import UserError
 
@@ -99,6 +100,21 @@ class MlflowConfig(_Section):
     experiment: str = Field("invaders", min_length=1)
 
 
+class PromoteConfig(_Section):
+    model_name: str = Field("invaders-dqn", description="MLflow registered model name")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="significance level of the one-sided Welch t-tests")
+    min_episodes: int = Field(
+        5, ge=2, le=10_000, description="episodes each side of a comparison needs before it can be significant"
+    )
+
+    @field_validator("model_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
+            raise ValueError("must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+
 class Params(_Section):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     env: EnvConfig = EnvConfig()
@@ -108,6 +124,7 @@ class Params(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    promote: PromoteConfig = PromoteConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
@@ -148,7 +165,9 @@ def _describe(error: dict) -> str:
         return f"{key}: got {error['input']!r}, allowed: {allowed}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return f"{key}: {msg} (got {error['input']!r})" if kind != "value_error" else f"{key}: {msg}"
+    if kind == "value_error":  # a validator's message names its keys; a whole-params one needs no prefix
+        return f"{key}: {msg}" if error["loc"] else msg
+    return f"{key}: {msg} (got {error['input']!r})"
 
 
 def parse_params(raw: object, source: str = "params") -> Params:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from tqdm import tqdm
 
 from invaders.config import EnvConfig
 from invaders.envs import RLEnv, make_env
-from invaders.files import atomic_path
+from invaders.errors import UserError
+from invaders.files import atomic_path, require
 
 EPISODE_FIELDS = ["episode", "reward", "length"]
 
@@ -35,6 +37,19 @@ def score_summary(episodes: list[Episode]) -> dict[str, float | int]:
 
 def episode_rows(episodes: list[Episode]) -> list[dict]:
     return [asdict(e) for e in episodes]
+
+
+def read_rewards(path: str | Path) -> list[float]:
+    """The `reward` column of an episodes CSV (as `episode_rows` writes it), in episode order."""
+    with open(require(path), newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        rewards = [float(row["reward"]) for row in rows]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: not an episodes CSV (columns {', '.join(EPISODE_FIELDS)})") from None
+    if not rewards:
+        raise UserError(f"{path}: no episodes")
+    return rewards
 
 
 def play_random(cfg: EnvConfig, episodes: int, seed: int) -> list[Episode]:
