@@ -74,4 +74,4 @@ def test_play_refuses_a_network_for_other_frames_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "invaders.cli", "play", "--model", "nature.keras",
                              "--params", "seed.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     line = error_line(result)
-    assert line.startswith("error: nature.keras: ") and "(210, 160, 3)" in line, line
+    assert line.startswith("error: nature.keras: ") and "need input (4, 210, 160, 3)" in line, line
