@@ -58,7 +58,7 @@ def test_round_trip_by_alias_gives_the_files_q_values(store):
     assert load_model(str(store / "model.keras")).count_params() == net.count_params()
 
     for bad in ("models:/round-trip@nope", "models:/no-such-model@champion"):
-        with pytest.raises(ModelFileError, match=f"^{bad}: not found in the MLflow store 'sqlite:///mlflow.db'"):
+        with pytest.raises(ModelFileError, match=f"^{bad}: not found in the MLflow store 'sqlite:///{store}/mlflow.db'"):
             load_model(bad)
 
 
