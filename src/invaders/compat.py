@@ -70,6 +70,8 @@ def load_rl() -> types.SimpleNamespace:
     _rl = types.SimpleNamespace(
         DQNAgent=rl.agents.dqn.DQNAgent,
         Callback=rl.callbacks.Callback,
+        Memory=rl.memory.Memory,
+        Experience=rl.memory.Experience,
         SequentialMemory=rl.memory.SequentialMemory,
         LinearAnnealedPolicy=rl.policy.LinearAnnealedPolicy,
         EpsGreedyQPolicy=rl.policy.EpsGreedyQPolicy,
