@@ -31,7 +31,10 @@ def _agent(params: Params, agent_class, training: bool = True):
     seed_everything(params.seed)
     net = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
                           action_count(params.env))
-    return build_agent(net, params, training=training, agent_class=agent_class)
+    memory = None
+    if agent_class is load_rl().DQNAgent:  # plain keras-rl2, as its Atari example: SequentialMemory
+        memory = load_rl().SequentialMemory(limit=params.agent.memory_limit, window_length=params.agent.window_length)
+    return build_agent(net, params, training=training, agent_class=agent_class, memory=memory)
 
 
 def train_rate(params: Params, agent_class) -> float:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
+from invaders.replay import ReplayMemory
 
 rl = load_rl()
 
@@ -50,11 +51,13 @@ class FastDQNAgent(rl.DQNAgent):
         super().compile(optimizer, metrics)
         self.optimizer = optimizer
         state = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.uint8)
-        self._q_values = tf.function(lambda x: self.model(x, training=False), input_signature=[state])
+        # Concrete functions: called with tensors they skip tf.function's per-call signature matching.
+        self._q_values = tf.function(
+            lambda x: self.model(x, training=False), input_signature=[state]).get_concrete_function()
         self._train_step = tf.function(self._gradient_step, input_signature=[
             state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
             tf.TensorSpec((None,), tf.float32),
-        ])
+        ]).get_concrete_function()
 
     @property
     def metrics_names(self):
@@ -63,7 +66,7 @@ class FastDQNAgent(rl.DQNAgent):
         return names + (self.processor.metrics_names if self.processor is not None else [])
 
     def compute_q_values(self, state):
-        return self._q_values(np.asarray([state], dtype=np.uint8))[0].numpy()
+        return self._q_values(tf.constant(np.asarray(state, dtype=np.uint8)[None])).numpy()[0]
 
     def _gradient_step(self, state0, action, reward, state1, not_terminal):
         target_q = self.target_model(state1, training=False)
@@ -88,7 +91,7 @@ class FastDQNAgent(rl.DQNAgent):
         # keras-rl2's metrics: 'mae' of Q against the (zero except taken action) target row.
         mae = tf.reduce_mean(tf.abs(taken * returns[:, None] - q))
         mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
-        return loss, mae, mean_q
+        return tf.stack([loss, mae, mean_q])  # one tensor: one device-to-host copy
 
     def backward(self, reward, terminal):
         if self.step % self.memory_interval == 0:
@@ -98,15 +101,8 @@ class FastDQNAgent(rl.DQNAgent):
         if not self.training:
             return metrics
         if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
-            batch = self.memory.sample(self.batch_size)
-            loss, mae, mean_q = self._train_step(
-                np.asarray([e.state0 for e in batch], dtype=np.uint8),
-                np.asarray([e.action for e in batch], dtype=np.int32),
-                np.asarray([e.reward for e in batch], dtype=np.float32),
-                np.asarray([e.state1 for e in batch], dtype=np.uint8),
-                np.asarray([0.0 if e.terminal1 else 1.0 for e in batch], dtype=np.float32),
-            )
-            metrics = [float(loss), float(mae), float(mean_q)] + self.policy.metrics
+            batch = [tf.constant(a) for a in self.memory.sample_batch(self.batch_size)]
+            metrics = self._train_step(*batch).numpy().tolist() + self.policy.metrics
             if self.processor is not None:
                 metrics += self.processor.metrics
         if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
@@ -121,8 +117,10 @@ def load_agent(model_path, params: Params, training: bool = True, test_epsilon: 
     return build_agent(load_network(model_path), params, training=training, test_epsilon=test_epsilon)
 
 
-def build_agent(model, params: Params, training: bool = True, test_epsilon: float | None = None, agent_class=None):
-    """A compiled agent (FastDQNAgent unless `agent_class` says otherwise) around `model`."""
+def build_agent(model, params: Params, training: bool = True, test_epsilon: float | None = None, agent_class=None,
+                memory=None):
+    """A compiled agent around `model`: FastDQNAgent with a ReplayMemory seeded from `params.seed`
+    unless `agent_class` or `memory` say otherwise (the benchmark's keras-rl2 baseline does)."""
     agent_class = agent_class or FastDQNAgent
     n_actions = int(model.output_shape[-1])
     cfg: AgentConfig = params.agent
@@ -131,12 +129,14 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         rl.EpsGreedyQPolicy(), attr="eps", value_max=eps.start, value_min=eps.end,
         value_test=eps.test, nb_steps=eps.anneal_steps,
     )
+    if memory is None:
+        # Evaluation only needs the last window of frames, not a replay memory.
+        memory = ReplayMemory(cfg.memory_limit if training else cfg.window_length, cfg.window_length,
+                              seed=params.seed)
     agent = agent_class(
         model=model,
         nb_actions=n_actions,
-        # Evaluation only needs the last window of frames, not a replay memory.
-        memory=rl.SequentialMemory(limit=cfg.memory_limit if training else cfg.window_length,
-                                   window_length=cfg.window_length),
+        memory=memory,
         policy=policy,
         test_policy=rl.EpsGreedyQPolicy(eps=eps.test if test_epsilon is None else test_epsilon),
         processor=AtariProcessor(clip_rewards=params.env.clip_rewards and training),
