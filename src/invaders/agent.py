@@ -52,8 +52,11 @@ class FastDQNAgent(rl.DQNAgent):
         self.optimizer = optimizer
         state = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.uint8)
         # Concrete functions: called with tensors they skip tf.function's per-call signature matching.
+        # XLA fuses the one-state forward pass into a single kernel launch: about 0.75 ms instead of
+        # 1 ms on 2 cores, most of it dispatch (for batches of 32 TF's own kernels are faster).
         self._q_values = tf.function(
-            lambda x: self.model(x, training=False), input_signature=[state]).get_concrete_function()
+            lambda x: self.model(x, training=False), input_signature=[state], jit_compile=True,
+        ).get_concrete_function()
         self._train_step = tf.function(self._gradient_step, input_signature=[
             state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
             tf.TensorSpec((None,), tf.float32),
