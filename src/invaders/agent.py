@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
+from invaders.model import load_network, uses_bfloat16, with_precision
 from invaders.replay import ReplayMemory
 
 rl = load_rl()
@@ -52,10 +53,12 @@ class FastDQNAgent(rl.DQNAgent):
         self.optimizer = optimizer
         state = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.uint8)
         # Concrete functions: called with tensors they skip tf.function's per-call signature matching.
-        # XLA fuses the one-state forward pass into a single kernel launch: about 0.75 ms instead of
-        # 1 ms on 2 cores, most of it dispatch (for batches of 32 TF's own kernels are faster).
+        # XLA fuses the one-state forward pass into a single kernel launch: about 0.6 ms instead of
+        # 0.9 ms on 2 cores, most of it dispatch (for batches of 32 TF's own kernels are faster).
+        # XLA's CPU bfloat16 convolutions are slow, so a bfloat16 network keeps TF's kernels.
         self._q_values = tf.function(
-            lambda x: self.model(x, training=False), input_signature=[state], jit_compile=True,
+            lambda x: self.model(x, training=False), input_signature=[state],
+            jit_compile=not uses_bfloat16(self.model),
         ).get_concrete_function()
         self._train_step = tf.function(self._gradient_step, input_signature=[
             state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
@@ -115,8 +118,6 @@ class FastDQNAgent(rl.DQNAgent):
 
 def load_agent(model_path, params: Params, training: bool = True, test_epsilon: float | None = None):
     """A compiled agent around the saved network at `model_path`."""
-    from invaders.model import load_network
-
     return build_agent(load_network(model_path), params, training=training, test_epsilon=test_epsilon)
 
 
@@ -125,6 +126,8 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
     """A compiled agent around `model`: FastDQNAgent with a ReplayMemory seeded from `params.seed`
     unless `agent_class` or `memory` say otherwise (the benchmark's keras-rl2 baseline does)."""
     agent_class = agent_class or FastDQNAgent
+    if training and params.agent.precision != "float32":
+        model = with_precision(model, params.agent.precision)
     n_actions = int(model.output_shape[-1])
     cfg: AgentConfig = params.agent
     eps = cfg.epsilon
