@@ -2,8 +2,8 @@
 
 Same settings for both agents, in one process: the default params (Nature CNN, dueling, double
 DQN, batch 32, a gradient step every 4 env steps) with warmup 1000. keras-rl2 runs as in its
-Atari example (DQNAgent + SequentialMemory); ours is FastDQNAgent + ReplayMemory. Run with
-`make bench`; prints one table.
+Atari example (DQNAgent + SequentialMemory); ours is FastDQNAgent + ReplayMemory, in float32
+(the default) and with `agent.precision: bfloat16`. Run with `make bench`; prints one table.
 """
 
 from __future__ import annotations
@@ -141,6 +141,8 @@ def main() -> None:
 
     plain_all, plain_after = train_rates(params, rl.DQNAgent)
     fast_all, fast_after = train_rates(params, FastDQNAgent)
+    bf16 = params.model_copy(update={"agent": params.agent.model_copy(update={"precision": "bfloat16"})})
+    bf16_all, bf16_after = train_rates(bf16, FastDQNAgent)
     replay = replay_numbers(args.replay_transitions, 2000)
     evaluate = eval_rate(params, args.eval_episodes)
     seed = seed_preset_seconds_per_1000(args.seed_steps)
@@ -149,6 +151,8 @@ def main() -> None:
         ("training, env steps/s (all steps)", f"{plain_all:.1f}", f"{fast_all:.1f}", fast_all / plain_all),
         (f"training, env steps/s (after warmup {WARMUP})", f"{plain_after:.1f}", f"{fast_after:.1f}",
          fast_after / plain_after),
+        ("training, agent.precision bfloat16 (all steps)", "-", f"{bf16_all:.1f}", bf16_all / plain_all),
+        ("training, agent.precision bfloat16 (after warmup)", "-", f"{bf16_after:.1f}", bf16_after / plain_after),
         ("replay: bytes per transition (84x84)", "-", f"{replay['bytes']:.0f}", None),
         ("replay: sample a batch of 32, ms (median)", f"{replay['theirs_ms']:.3f}", f"{replay['ours_ms']:.3f}",
          replay["theirs_ms"] / replay["ours_ms"]),
