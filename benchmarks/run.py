@@ -112,6 +112,7 @@ def eval_rate(params: Params, episodes: int) -> float:
     """`evaluation.play_agent` (keras-rl2's test loop), no video, ε = evaluate.epsilon."""
     agent = _agent(params, FastDQNAgent, training=False)
     agent.test_policy.eps = params.evaluate.epsilon
+    agent.compute_q_values(np.zeros(agent.model.input_shape[1:], np.uint8))  # the one-off XLA compile
     start = time.perf_counter()
     played = play_agent(agent, params.env, episodes, params.seed)
     return sum(e.length for e in played) / (time.perf_counter() - start)

@@ -42,10 +42,11 @@ class FastDQNAgent(rl.DQNAgent):
 
     keras-rl2 spends most of its time outside the maths: `predict_on_batch` overhead for every
     action, object-array batches, and four Keras calls per gradient step. This subclass keeps
-    its policies, memory, callbacks and fit/test loops, and replaces only
+    its policies, callbacks and fit/test loops, and replaces only
     - `compute_q_values`: one compiled call on a uint8 state;
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
-      compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them).
+      compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
+      on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
     """
 
     def compile(self, optimizer, metrics=[]):
