@@ -202,7 +202,8 @@ class ReplayMemory(rl.Memory):
             "terminals": self._terminals[filled],
             "next": np.array(self._next),
             "size": np.array(self._size),
-            "recent_observations": np.array([_as_frame(o) for o in recent], np.uint8).reshape(len(recent), *frame_shape),
+            "recent_observations": np.array([_as_frame(o) for o in recent], np.uint8).reshape(
+                len(recent), *frame_shape),
             "recent_terminals": np.array(list(self.recent_terminals), bool),
             "rng": np.array(json.dumps(self._rng.bit_generator.state)),
         }
