@@ -5,7 +5,15 @@ import pytest
 
 import invaders  # noqa: F401
 from invaders.config import ModelConfig
-from invaders.model import ModelFileError, build_q_network, load_network, save_network, summarize
+from invaders.model import (
+    ModelFileError,
+    build_q_network,
+    load_network,
+    save_network,
+    summarize,
+    uses_bfloat16,
+    with_precision,
+)
 
 
 def nature(dueling="avg"):
@@ -74,3 +82,23 @@ def test_missing_and_truncated_model_files(tmp_path):
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="cut.keras: not a loadable Keras model"):
         load_network(tmp_path / "cut.keras")
+
+
+def test_bfloat16_copy_shares_the_weights_and_saves_as_float32(tmp_path):
+    net = nature()
+    fast = with_precision(net, "bfloat16")
+    policies = {layer.name: layer.dtype_policy.name for layer in fast.layers}
+    assert policies["conv1"] == policies["dense1"] == "mixed_bfloat16"
+    assert policies["q_values"] == policies["value"] == "float32"  # the head stays float32
+    assert uses_bfloat16(fast) and not uses_bfloat16(net)
+    for a, b in zip(fast.get_weights(), net.get_weights()):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).integers(0, 256, (4, 4, 84, 84), dtype=np.uint8)
+    exact, approx = net.predict_on_batch(x), fast.predict_on_batch(x)
+    assert approx.dtype == np.float32 and not np.array_equal(approx, exact)  # other arithmetic ...
+    np.testing.assert_allclose(approx, exact, rtol=0.05, atol=0.01)  # ... about the same Q-values
+    save_network(fast, tmp_path / "m.keras")
+    loaded = load_network(tmp_path / "m.keras")
+    assert not uses_bfloat16(loaded)
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), exact)

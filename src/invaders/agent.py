@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
+from invaders.model import check_fits, load_network, uses_bfloat16, with_precision
 from invaders.replay import ReplayMemory
 
 rl = load_rl()
@@ -41,21 +42,29 @@ class FastDQNAgent(rl.DQNAgent):
 
     keras-rl2 spends most of its time outside the maths: `predict_on_batch` overhead for every
     action, object-array batches, and four Keras calls per gradient step. This subclass keeps
-    its policies, memory, callbacks and fit/test loops, and replaces only
+    its policies, callbacks and fit/test loops, and replaces only
     - `compute_q_values`: one compiled call on a uint8 state;
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
-      compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them).
+      compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
+      on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
     """
 
     def compile(self, optimizer, metrics=[]):
         super().compile(optimizer, metrics)
         self.optimizer = optimizer
         state = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.uint8)
-        self._q_values = tf.function(lambda x: self.model(x, training=False), input_signature=[state])
+        # Concrete functions: called with tensors they skip tf.function's per-call signature matching.
+        # XLA fuses the one-state forward pass into a single kernel launch: about 0.6 ms instead of
+        # 0.9 ms on 2 cores, most of it dispatch (for batches of 32 TF's own kernels are faster).
+        # XLA's CPU bfloat16 convolutions are slow, so a bfloat16 network keeps TF's kernels.
+        self._q_values = tf.function(
+            lambda x: self.model(x, training=False), input_signature=[state],
+            jit_compile=not uses_bfloat16(self.model),
+        ).get_concrete_function()
         self._train_step = tf.function(self._gradient_step, input_signature=[
             state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
             tf.TensorSpec((None,), tf.float32),
-        ])
+        ]).get_concrete_function()
 
     resume_step = 0  # where the next fit() starts counting; set when continuing from a checkpoint
 
@@ -99,7 +108,7 @@ class FastDQNAgent(rl.DQNAgent):
         return names + (self.processor.metrics_names if self.processor is not None else [])
 
     def compute_q_values(self, state):
-        return self._q_values(np.asarray([state], dtype=np.uint8))[0].numpy()
+        return self._q_values(tf.constant(np.asarray(state, dtype=np.uint8)[None])).numpy()[0]
 
     def _gradient_step(self, state0, action, reward, state1, not_terminal):
         target_q = self.target_model(state1, training=False)
@@ -124,7 +133,7 @@ class FastDQNAgent(rl.DQNAgent):
         # keras-rl2's metrics: 'mae' of Q against the (zero except taken action) target row.
         mae = tf.reduce_mean(tf.abs(taken * returns[:, None] - q))
         mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
-        return loss, mae, mean_q
+        return tf.stack([loss, mae, mean_q])  # one tensor: one device-to-host copy
 
     def backward(self, reward, terminal):
         if self.step % self.memory_interval == 0:
@@ -134,15 +143,8 @@ class FastDQNAgent(rl.DQNAgent):
         if not self.training:
             return metrics
         if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
-            batch = self.memory.sample(self.batch_size)
-            loss, mae, mean_q = self._train_step(
-                np.asarray([e.state0 for e in batch], dtype=np.uint8),
-                np.asarray([e.action for e in batch], dtype=np.int32),
-                np.asarray([e.reward for e in batch], dtype=np.float32),
-                np.asarray([e.state1 for e in batch], dtype=np.uint8),
-                np.asarray([0.0 if e.terminal1 else 1.0 for e in batch], dtype=np.float32),
-            )
-            metrics = [float(loss), float(mae), float(mean_q)] + self.policy.metrics
+            batch = [tf.constant(a) for a in self.memory.sample_batch(self.batch_size)]
+            metrics = self._train_step(*batch).numpy().tolist() + self.policy.metrics
             if self.processor is not None:
                 metrics += self.processor.metrics
         if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
@@ -153,16 +155,19 @@ class FastDQNAgent(rl.DQNAgent):
 def load_agent(model_path, params: Params, training: bool = True, test_epsilon: float | None = None):
     """A compiled agent around the saved network at `model_path`."""
     from invaders.envs import action_count, observation_shape
-    from invaders.model import check_fits, load_network
 
     model = load_network(model_path)
     check_fits(model, model_path, observation_shape(params.env), params.agent.window_length, action_count(params.env))
     return build_agent(model, params, training=training, test_epsilon=test_epsilon)
 
 
-def build_agent(model, params: Params, training: bool = True, test_epsilon: float | None = None, agent_class=None):
-    """A compiled agent (FastDQNAgent unless `agent_class` says otherwise) around `model`."""
+def build_agent(model, params: Params, training: bool = True, test_epsilon: float | None = None, agent_class=None,
+                memory=None):
+    """A compiled agent around `model`: FastDQNAgent with a ReplayMemory seeded from `params.seed`
+    unless `agent_class` or `memory` say otherwise (the benchmark's keras-rl2 baseline does)."""
     agent_class = agent_class or FastDQNAgent
+    if training and params.agent.precision != "float32":
+        model = with_precision(model, params.agent.precision)
     n_actions = int(model.output_shape[-1])
     cfg: AgentConfig = params.agent
     eps = cfg.epsilon
@@ -170,12 +175,14 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         rl.EpsGreedyQPolicy(), attr="eps", value_max=eps.start, value_min=eps.end,
         value_test=eps.test, nb_steps=eps.anneal_steps,
     )
+    if memory is None:
+        # Evaluation only needs the last window of frames, not a replay memory.
+        memory = ReplayMemory(cfg.memory_limit if training else cfg.window_length, cfg.window_length,
+                              seed=params.seed)
     agent = agent_class(
         model=model,
         nb_actions=n_actions,
-        # Evaluation only needs the last window of frames, not a replay memory.
-        memory=ReplayMemory(limit=cfg.memory_limit if training else cfg.window_length,
-                            window_length=cfg.window_length, seed=params.seed),
+        memory=memory,
         policy=policy,
         test_policy=rl.EpsGreedyQPolicy(eps=eps.test if test_epsilon is None else test_epsilon),
         processor=AtariProcessor(clip_rewards=params.env.clip_rewards and training),

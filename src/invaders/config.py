@@ -67,6 +67,12 @@ class AgentConfig(_Section):
     train_interval: int = Field(4, ge=1, description="env steps per gradient step")
     double_dqn: bool = True
     delta_clip: float = Field(1.0, gt=0.0, description="Huber loss threshold; .inf gives the squared loss")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="training arithmetic: bfloat16 runs the convolutions and hidden dense layers in bfloat16"
+        " (Keras mixed precision; weights, Q head, loss and Adam stay float32): faster on CPUs with"
+        " AVX512_BF16 or AMX, other numerics; saved networks are float32 either way",
+    )
     epsilon: EpsilonConfig = EpsilonConfig()
 
     @model_validator(mode="after")

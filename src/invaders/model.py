@@ -60,12 +60,41 @@ def _q_head(x, dueling: str, n_actions: int):
     return layers.Add(name="q_values")([value, centred])
 
 
+# The layers `with_precision` switches: the convolutions and hidden dense layers hold nearly all
+# the arithmetic. The Q head stays float32, so Q-values and the loss keep float32 precision.
+_TRUNK = ("conv", "dense")
+
+
+def with_precision(model: tf_keras.Model, precision: str) -> tf_keras.Model:
+    """A copy of `model`, same weights, whose trunk computes in `precision` ("float32" or "bfloat16").
+
+    bfloat16 is Keras's `mixed_bfloat16` policy: float32 variables, bfloat16 arithmetic.
+    """
+    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16"}[precision]
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name.startswith(_TRUNK):
+            config["dtype"] = policy
+        return type(layer).from_config(config)
+
+    copy = tf_keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def uses_bfloat16(model: tf_keras.Model) -> bool:
+    return any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+
+
 def save_network(model: tf_keras.Model, path: str | Path) -> None:
-    """Atomic, and byte-identical for identical networks.
+    """Atomic, float32, and byte-identical for identical networks.
 
     A `.keras` file is a zip; Keras stamps the save time into `metadata.json` and into the
     weights entry's zip header. Both are dropped, so equal weights give equal files.
     """
+    if uses_bfloat16(model):
+        model = with_precision(model, "float32")
     with atomic_path(path) as tmp:
         model.save(tmp)
         _strip_save_time(tmp)

@@ -120,7 +120,10 @@ class ReplayMemory(rl.Memory):
         if batch_idxs is None:
             rows = self._draw(batch_size)
         else:
-            rows = self._redraw_invalid(np.asarray(batch_idxs, dtype=np.int64) + 1)
+            rows = np.asarray(batch_idxs, dtype=np.int64) + 1
+            if len(rows) and (rows.min() < self.window_length + 1 or rows.max() >= self._size):
+                raise ValueError(f"batch_idxs must lie in [{self.window_length}, {self._size - 1})")
+            rows = self._redraw_invalid(rows)
         state0, action, reward, state1, not_terminal = self._windows(rows)
         return [
             rl.Experience(state0=state0[i], action=int(action[i]), reward=float(reward[i]), state1=state1[i],
@@ -199,7 +202,8 @@ class ReplayMemory(rl.Memory):
             "terminals": self._terminals[filled],
             "next": np.array(self._next),
             "size": np.array(self._size),
-            "recent_observations": np.array([_as_frame(o) for o in recent], np.uint8).reshape(len(recent), *frame_shape),
+            "recent_observations": np.array([_as_frame(o) for o in recent], np.uint8).reshape(
+                len(recent), *frame_shape),
             "recent_terminals": np.array(list(self.recent_terminals), bool),
             "rng": np.array(json.dumps(self._rng.bit_generator.state)),
         }
