@@ -55,7 +55,7 @@ def main() -> None:
         files.write_json(OUT / "metrics.json", summary)
         mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if v is not None})
         mlflow.log_artifact(str(OUT / "history.csv"))
-        log_output_hashes(OUT / "model.keras", OUT / "history.csv", OUT / "metrics.json")
+        log_output_hashes(MODEL, OUT / "model.keras", OUT / "history.csv", OUT / "metrics.json")  # + its start network
         # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
         trained = load_network(OUT / "model.keras")
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
