@@ -7,6 +7,7 @@ import random
 import numpy as np
 import tensorflow as tf
 
+from invaders import checkpoint
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
 from invaders.model import check_fits, load_network, uses_bfloat16, with_precision
@@ -82,23 +83,22 @@ class FastDQNAgent(rl.DQNAgent):
     def get_state(self) -> dict[str, np.ndarray]:
         """Online and target weights, Adam's slots and the replay memory, for a checkpoint."""
         self.optimizer._create_all_weights(self.model.trainable_variables)  # slots exist from then on
-        arrays = {}
-        for part, weights in (("online", self.model.get_weights()), ("target", self.target_model.get_weights()),
+        arrays = checkpoint.nest("memory", self.memory.get_state())
+        for name, weights in (("online", self.model.get_weights()), ("target", self.target_model.get_weights()),
                               ("optimizer", self.optimizer.get_weights())):
-            arrays.update({f"{part}/{i:04d}": w for i, w in enumerate(weights)})
-        arrays.update({f"memory/{k}": v for k, v in self.memory.get_state().items()})
+            arrays.update(checkpoint.nest(name, {f"{i:04d}": w for i, w in enumerate(weights)}))
         return arrays
 
     def set_state(self, arrays: dict[str, np.ndarray], step: int) -> None:
         """Restore `get_state()`'s arrays; the next fit() continues from `step`."""
-        def part(name: str) -> list[np.ndarray]:
-            return [arrays[k] for k in sorted(arrays) if k.startswith(f"{name}/")]
+        def weights(name: str) -> list[np.ndarray]:
+            return [w for _, w in sorted(checkpoint.part(arrays, name).items())]
 
-        self.model.set_weights(part("online"))
-        self.target_model.set_weights(part("target"))
+        self.model.set_weights(weights("online"))
+        self.target_model.set_weights(weights("target"))
         self.optimizer._create_all_weights(self.model.trainable_variables)
-        self.optimizer.set_weights(part("optimizer"))
-        self.memory.set_state({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("memory/")})
+        self.optimizer.set_weights(weights("optimizer"))
+        self.memory.set_state(checkpoint.part(arrays, "memory"))
         self.resume_step = step
 
     @property

@@ -88,6 +88,16 @@ def latest(directory: Path, expected_fingerprint: str) -> tuple[dict[str, np.nda
     return None
 
 
+def nest(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`arrays` under `prefix/`, so several parts' arrays share one checkpoint file."""
+    return {f"{prefix}/{name}": value for name, value in arrays.items()}
+
+
+def part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays `nest(prefix, ...)` stored, under their own names again."""
+    return {name[len(prefix) + 1:]: value for name, value in arrays.items() if name.startswith(f"{prefix}/")}
+
+
 def restore_rngs(meta: dict) -> None:
     version, state, gauss = meta["rng"]["python"]
     random.setstate((version, tuple(state), gauss))

@@ -73,8 +73,7 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
             done = int(self.model.step)
             if checkpoint_dir and done % cfg.checkpoint_every == 0 and self.resumed_at < done < cfg.steps:
                 env_arrays, env_meta = env.get_state()
-                arrays = {**{f"agent/{k}": v for k, v in self.model.get_state().items()},
-                          **{f"env/{k}": v for k, v in env_arrays.items()}}
+                arrays = {**checkpoint.nest("agent", self.model.get_state()), **checkpoint.nest("env", env_arrays)}
                 meta = {**(checkpoint_meta or {}), "env": env_meta, "progress": self.state(done)}
                 checkpoint.save(checkpoint_dir, done, arrays, meta)
 
@@ -121,8 +120,8 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
 
     if resume:
         arrays, meta = resume
-        agent.set_state({k[len("agent/"):]: v for k, v in arrays.items() if k.startswith("agent/")}, meta["step"])
-        env.set_state({k[len("env/"):]: v for k, v in arrays.items() if k.startswith("env/")}, meta["env"])
+        agent.set_state(checkpoint.part(arrays, "agent"), meta["step"])
+        env.set_state(checkpoint.part(arrays, "env"), meta["env"])
         checkpoint.restore_rngs(meta)
     progress = Progress(resume[1]["progress"] if resume else None)
     try:
