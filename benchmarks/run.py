@@ -9,6 +9,7 @@ Atari example (DQNAgent + SequentialMemory); ours is FastDQNAgent + ReplayMemory
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import time
@@ -21,7 +22,7 @@ from invaders.agent import FastDQNAgent, build_agent, seed_everything
 from invaders.compat import load_rl
 from invaders.config import Params, load_params
 from invaders.envs import RLEnv, action_count, make_env, observation_shape
-from invaders.evaluation import play_agent
+from invaders.evaluation import play_agent, use_one_thread
 from invaders.model import build_q_network
 from invaders.replay import ReplayMemory
 
@@ -109,7 +110,14 @@ def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
 
 
 def eval_rate(params: Params, episodes: int) -> float:
-    """`evaluation.play_agent` (keras-rl2's test loop), no video, ε = evaluate.epsilon."""
+    """`evaluation.play_agent` (keras-rl2's test loop), no video, ε = evaluate.epsilon, on one thread as the
+    evaluate stage plays: in a fresh process, since TF's thread count is fixed once it has run."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_eval_rate, (params, episodes))
+
+
+def _eval_rate(params: Params, episodes: int) -> float:
+    use_one_thread()
     agent = _agent(params, FastDQNAgent, training=False)
     agent.test_policy.eps = params.evaluate.epsilon
     agent.compute_q_values(np.zeros(agent.model.input_shape[1:], np.uint8))  # the one-off XLA compile
@@ -119,13 +127,15 @@ def eval_rate(params: Params, episodes: int) -> float:
 
 
 def _cpu_name() -> str:
+    """Model name with family and model numbers: cloud CPUs often report only "AMD EPYC"."""
+    info: dict[str, str] = {}
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    return f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
-from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
+from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary, use_one_thread
 from invaders.tracking import connect, log_output_hashes
 
 MODEL = Path("data/train/model.keras")
@@ -25,6 +25,8 @@ def main() -> None:
     baseline_mean = files.read_json(BASELINE)["mean_reward"]
     connect(params.mlflow.experiment)
     import mlflow
+
+    use_one_thread()
 
     from invaders.agent import load_agent
 

@@ -1,12 +1,14 @@
 """End to end: the real `dvc repro` in a real git repo on tiny params, then every output and the MLflow store."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, TINY, make_project, merge, ran_stages, run
+from conftest import REPO, TINY, make_project, merge, ran_stages, run, tool_env
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +174,11 @@ def test_evaluate_command_takes_a_registry_uri_and_agrees_with_the_file(project)
         out = run(["invaders", "evaluate", "--model", model, "--episodes", "2", "--out", f"check-{name}"], project)
         assert f"{model}: mean" in out.stdout and "over 2 episodes at epsilon 0.01" in out.stdout
     assert (project / "check-file" / "episodes.csv").read_text() == (project / "check-registry" / "episodes.csv").read_text()
+    # With the params file's settings it replays the evaluate stage, even on one core: playing runs TF on
+    # one thread, so scores do not depend on the machine's core count.
+    subprocess.run(["invaders", "evaluate", "--model", "data/train/model.keras", "--out", "check-stage"], cwd=project,
+                   env=tool_env(), check=True, capture_output=True, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    assert (project / "check-stage" / "episodes.csv").read_text() == (project / "data/eval/episodes.csv").read_text()
     missing = run(["invaders", "play", "--model", "models:/invaders-dqn@champion"], project, check=False)
     last = missing.stderr.strip().splitlines()[-1]
     assert missing.returncode == 2 and last.startswith("error: models:/invaders-dqn@champion: not found in the MLflow store")

@@ -52,8 +52,10 @@ def _agent(model_spec: str, params, epsilon: float | None):
     from invaders.agent import build_agent
     from invaders.envs import action_count, observation_shape
     from invaders.model import check_fits
+    from invaders.evaluation import use_one_thread
     from invaders.registry import load_model
 
+    use_one_thread()
     if epsilon is not None and not 0.0 <= epsilon <= 1.0:
         raise UserError(f"--epsilon: must be between 0 and 1 (got {epsilon})")
     model = load_model(model_spec)
