@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +113,8 @@ def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
 def eval_rate(params: Params, episodes: int) -> float:
     """`evaluation.play_agent` (keras-rl2's test loop), no video, ε = evaluate.epsilon, on one thread as the
     evaluate stage plays: in a fresh process, since TF's thread count is fixed once it has run."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_eval_rate, (params, episodes))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_eval_rate, params, episodes).result()
 
 
 def _eval_rate(params: Params, episodes: int) -> float:
