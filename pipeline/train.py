@@ -33,8 +33,8 @@ def main() -> None:
     resume = checkpoint.latest(CHECKPOINTS, fingerprint)
     run_id = None
     if resume:
-        print(f"train: resuming from the checkpoint at step {resume[1]['step']}")
-        run_id = resume[1]["run_id"] if run_exists(resume[1]["run_id"]) else None
+        print(f"train: resuming from the checkpoint at step {resume.meta['step']}")
+        run_id = resume.meta["run_id"] if run_exists(resume.meta["run_id"]) else None
 
     OUT.mkdir(parents=True, exist_ok=True)
     with mlflow.start_run(run_id=run_id, run_name=f"dqn-{params.model.architecture}", tags={"stage": "train"},
@@ -42,8 +42,8 @@ def main() -> None:
         if run_id is None:
             mlflow.log_params(params.flat())
         if resume:  # the same run, or a new one linked to the killed one if the store lost it
-            mlflow.set_tags({"resumed_from_step": resume[1]["step"], "resumed_from_run": resume[1]["run_id"]})
-        started = time.perf_counter() - (resume[1]["progress"]["elapsed"] if resume else 0.0)
+            mlflow.set_tags({"resumed_from_step": resume.meta["step"], "resumed_from_run": resume.meta["run_id"]})
+        started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)
         agent, history = train(params, MODEL, sink=lambda step, m: mlflow.log_metrics(m, step=step),
                                checkpoint_dir=CHECKPOINTS,
                                checkpoint_meta={"fingerprint": fingerprint, "run_id": run.info.run_id},

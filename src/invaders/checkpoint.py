@@ -7,16 +7,21 @@ RNGs (ε-greedy draws from NumPy's) and the trainer's own progress (history rows
 
 File format: an uncompressed `.npz` followed by a 48-byte trailer, the SHA-256 of the `.npz` and
 a magic line. It is written atomically (temporary file, fsync, rename). A file whose trailer or
-checksum does not match is skipped with a warning, and the one before it is used.
+checksum does not match is skipped with a warning, and the one before it is used. Checking a
+file streams it through SHA-256, and its arrays are read one at a time when restored, so resuming
+needs little memory beyond the replay memory being restored into (7 GB at 1 000 000 transitions).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 import sys
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,7 @@ from invaders.config import Params
 
 MAGIC = b"invaders-ckpt-1\n"  # 16 bytes
 KEEP = 2  # the newest two, so a checkpoint that turns out corrupt has a predecessor
+CHUNK = 1 << 24  # bytes hashed at a time
 
 
 class CorruptCheckpoint(Exception):
@@ -59,32 +65,50 @@ def save(directory: Path, step: int, arrays: dict[str, np.ndarray], meta: dict) 
     return path
 
 
-def load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """The arrays and metadata of a checkpoint; CorruptCheckpoint if it fails its checksum."""
-    data = path.read_bytes()
-    if len(data) < 48 or data[-16:] != MAGIC:
-        raise CorruptCheckpoint("truncated: no trailer")
-    payload, digest = data[:-48], data[-48:-16]
-    if hashlib.sha256(payload).digest() != digest:
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    meta: dict  # step, fingerprint, run id, RNG states, the trainer's progress, the game's small state
+
+    @contextmanager
+    def arrays(self) -> Iterator[Mapping[str, np.ndarray]]:
+        """The checkpoint's arrays, each read from the file when it is looked up."""
+        with np.load(self.path, allow_pickle=False) as npz:  # zip readers ignore the trailer after it
+            yield npz
+
+
+def load(path: Path) -> Checkpoint:
+    """The checkpoint at `path`; CorruptCheckpoint if it fails its checksum."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(size - 48, 0))
+        trailer = f.read()
+        if size < 48 or trailer[-16:] != MAGIC:
+            raise CorruptCheckpoint("truncated: no trailer")
+        digest = trailer[:32]
+        f.seek(0)
+        payload = hashlib.sha256()
+        for remaining in range(size - 48, 0, -CHUNK):
+            payload.update(f.read(min(CHUNK, remaining)))
+    if payload.digest() != digest:
         raise CorruptCheckpoint("checksum mismatch")
-    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    return arrays, json.loads(str(arrays.pop("__meta__")))
+    with np.load(path, allow_pickle=False) as npz:
+        return Checkpoint(path, json.loads(str(npz["__meta__"])))
 
 
-def latest(directory: Path, expected_fingerprint: str) -> tuple[dict[str, np.ndarray], dict] | None:
+def latest(directory: Path, expected_fingerprint: str) -> Checkpoint | None:
     """The newest good checkpoint made with these params, start network and code, if any."""
     for path in sorted(directory.glob("step-*.ckpt"), reverse=True):
         try:
-            arrays, meta = load(path)
-        except (CorruptCheckpoint, OSError, ValueError) as exc:
+            found = load(path)
+        except (CorruptCheckpoint, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             print(f"warning: {path}: unusable checkpoint ({exc}); trying an earlier one", file=sys.stderr)
             continue
-        if meta.get("fingerprint") != expected_fingerprint:
+        if found.meta.get("fingerprint") != expected_fingerprint:
             print(f"note: {path} was made with other params, start network or code; not resuming from it",
                   file=sys.stderr)
             continue
-        return arrays, meta
+        return found
     return None
 
 
@@ -93,9 +117,9 @@ def nest(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {f"{prefix}/{name}": value for name, value in arrays.items()}
 
 
-def part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+def part(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The arrays `nest(prefix, ...)` stored, under their own names again."""
-    return {name[len(prefix) + 1:]: value for name, value in arrays.items() if name.startswith(f"{prefix}/")}
+    return {name[len(prefix) + 1:]: arrays[name] for name in arrays if name.startswith(f"{prefix}/")}
 
 
 def restore_rngs(meta: dict) -> None:

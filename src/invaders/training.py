@@ -28,7 +28,7 @@ def _mean(values: list[float]) -> float:
 
 
 def train(params: Params, model_path: Path, sink: MetricsSink | None = None, checkpoint_dir: Path | None = None,
-          checkpoint_meta: dict | None = None, resume: tuple[dict, dict] | None = None):
+          checkpoint_meta: dict | None = None, resume: checkpoint.Checkpoint | None = None):
     """Train the network at `model_path` for `params.train.steps`; returns (agent, history rows).
 
     With `checkpoint_dir`, a checkpoint (tagged with `checkpoint_meta`) is written there every
@@ -119,11 +119,11 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
             sink(row["step"], {"episode_reward": row["reward"], "episode_length": row["length"]})
 
     if resume:
-        arrays, meta = resume
-        agent.set_state(checkpoint.part(arrays, "agent"), meta["step"])
-        env.set_state(checkpoint.part(arrays, "env"), meta["env"])
-        checkpoint.restore_rngs(meta)
-    progress = Progress(resume[1]["progress"] if resume else None)
+        with resume.arrays() as arrays:
+            agent.set_state(checkpoint.part(arrays, "agent"), resume.meta["step"])
+            env.set_state(checkpoint.part(arrays, "env"), resume.meta["env"])
+        checkpoint.restore_rngs(resume.meta)
+    progress = Progress(resume.meta["progress"] if resume else None)
     try:
         agent.fit(env, nb_steps=cfg.steps, verbose=0, callbacks=[progress])
     finally:

@@ -1,0 +1,71 @@
+"""Checkpoint files: round trip, corruption caught by the trailer and checksum, the fallback to an earlier
+file, and resuming without holding the file in memory."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from invaders import checkpoint
+
+BIG = 200 * 2**20  # a replay memory's frames, scaled down
+
+
+def save(directory, step, fingerprint="f", frames=None):
+    arrays = checkpoint.nest("agent", {"w": np.arange(10, dtype=np.float32)})
+    if frames is not None:
+        arrays.update(checkpoint.nest("memory", {"frames": frames}))
+    return checkpoint.save(directory, step, arrays, {"fingerprint": fingerprint})
+
+
+def test_round_trip_and_only_the_newest_two_kept(tmp_path):
+    for step in (100, 200, 300):
+        save(tmp_path, step)
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-000000200.ckpt", "step-000000300.ckpt"]
+    found = checkpoint.latest(tmp_path, "f")
+    assert found.path.name == "step-000000300.ckpt" and found.meta["step"] == 300
+    with found.arrays() as arrays:
+        np.testing.assert_array_equal(checkpoint.part(arrays, "agent")["w"], np.arange(10, dtype=np.float32))
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[: len(data) // 2], "truncated: no trailer"),
+    (lambda data: data[:100] + bytes([data[100] ^ 1]) + data[101:], "checksum mismatch"),
+])
+def test_a_damaged_newest_file_is_skipped_with_a_warning(tmp_path, capsys, damage, reason):
+    save(tmp_path, 100)
+    newest = save(tmp_path, 200)
+    newest.write_bytes(damage(newest.read_bytes()))
+    with pytest.raises(checkpoint.CorruptCheckpoint, match=reason):
+        checkpoint.load(newest)
+    assert checkpoint.latest(tmp_path, "f").meta["step"] == 100
+    assert f"{newest}: unusable checkpoint ({reason}); trying an earlier one" in capsys.readouterr().err
+
+
+def test_checkpoints_of_other_params_or_code_are_not_resumed(tmp_path, capsys):
+    save(tmp_path, 100, fingerprint="other")
+    assert checkpoint.latest(tmp_path, "f") is None
+    assert "was made with other params, start network or code" in capsys.readouterr().err
+
+
+def test_checking_and_restoring_never_hold_the_whole_file(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, BIG, dtype=np.uint8)
+    path = save(tmp_path, 100, frames=frames)
+    del frames
+    tracemalloc.start()
+    try:
+        found = checkpoint.load(path)  # verifies the checksum of all 200 MB
+        checking = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        with found.arrays() as arrays:
+            weights = checkpoint.part(arrays, "agent")  # the other part stays on disk
+        restoring = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        with found.arrays() as arrays:
+            memory = checkpoint.part(arrays, "memory")
+        whole = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert weights["w"].shape == (10,) and memory["frames"].nbytes == BIG
+    assert checking < 2 * checkpoint.CHUNK and restoring < 2**20
+    assert BIG <= whole < 1.1 * BIG  # one copy: the array itself
