@@ -10,7 +10,7 @@ from pathlib import Path
 from invaders import files
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
-from invaders.tracking import connect, log_output_hashes, run_exists
+from invaders.tracking import connect, log_output_hashes, metrics_sink, run_exists
 
 MODEL = Path("data/model/model.keras")
 OUT = Path("data/train")
@@ -44,7 +44,7 @@ def main() -> None:
         if resume:  # the same run, or a new one linked to the killed one if the store lost it
             mlflow.set_tags({"resumed_from_step": resume.meta["step"], "resumed_from_run": resume.meta["run_id"]})
         started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)
-        agent, history = train(params, MODEL, sink=lambda step, m: mlflow.log_metrics(m, step=step),
+        agent, history = train(params, MODEL, sink=metrics_sink(run_id),
                                checkpoint_dir=CHECKPOINTS,
                                checkpoint_meta={"fingerprint": fingerprint, "run_id": run.info.run_id},
                                resume=resume)

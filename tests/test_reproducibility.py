@@ -99,4 +99,12 @@ def test_killed_training_resumes_to_the_same_outputs(project):
     assert runs[-1].info.run_id == killed_run.info.run_id and runs[-1].info.status == "FINISHED"
     assert json.loads((root / "data/train/mlflow_run.json").read_text())["run_id"] == killed_run.info.run_id
     assert int(runs[-1].data.tags["resumed_from_step"]) in (150, 300, 450)
+    # Its metric histories are an uninterrupted run's: the points logged again after the kill are not doubled.
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key in ("episode_reward", "episode_length", "epsilon", "train_loss"):
+        histories = [sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
+                     for r in (runs[0], runs[-1])]
+        assert histories[0] == histories[1] and histories[0], key
 

@@ -105,3 +105,23 @@ def run_exists(run_id: str) -> bool:
         return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
     except mlflow.exceptions.MlflowException:
         return False
+
+
+def metrics_sink(resumed_run_id: str | None = None):
+    """`sink(step, metrics)` logging to the active run. Resuming a killed run, it skips the points
+    the run already has: those logged between its last checkpoint and the kill, which the resumed
+    training computes again, with the same values."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    last: dict[str, int] = {}
+    if resumed_run_id:
+        for key in client.get_run(resumed_run_id).data.metrics:
+            last[key] = max(m.step for m in client.get_metric_history(resumed_run_id, key))
+
+    def sink(step: int, metrics: dict[str, float]) -> None:
+        fresh = {key: value for key, value in metrics.items() if step > last.get(key, -1)}
+        if fresh:
+            mlflow.log_metrics(fresh, step=step)
+
+    return sink
