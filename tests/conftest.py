@@ -44,10 +44,11 @@ BIN = Path(sys.executable).parent
 
 
 def tool_env(**extra: str) -> dict[str, str]:
-    """The venv first on PATH, the project's own MLflow store and a git identity."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+    """The venv first on PATH, the project's own MLflow store (unless `extra` names another) and a git identity."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("GITHUB_STEP_SUMMARY", None)
+    env.update(extra)
     env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # the tiny run is over in seconds
     for who in ("AUTHOR", "COMMITTER"):
         env.setdefault(f"GIT_{who}_NAME", "tests")

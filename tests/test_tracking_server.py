@@ -1,0 +1,82 @@
+"""The pipeline against a real MLflow tracking server, as the retrain workflow runs it: runs, metrics, artifacts
+and the registry all go to the server (artifacts proxied to its store), nothing to a local store."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import BIN, REPO, TINY, make_project, merge, ran_stages, run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store = tmp_path_factory.mktemp("server")
+    uri = f"http://127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'server.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1",
+         "--port", uri.rsplit(":", 1)[1], "--workers", "1"],
+        cwd=store, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+                time.sleep(0.5)
+        yield uri, store
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_the_pipeline_records_everything_on_the_server(server, tmp_path):
+    uri, store = server
+    make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), repro=False)
+    out = run(["dvc", "repro"], tmp_path, MLFLOW_TRACKING_URI=uri)
+    assert ran_stages(out.stdout) == ["baseline", "build", "train", "evaluate", "promote"]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+    import mlflow
+
+    from invaders.model import load_network
+
+    client = mlflow.MlflowClient(uri)
+    runs = {r.data.tags["stage"]: r for r in client.search_runs([client.get_experiment_by_name("invaders").experiment_id])}
+    assert set(runs) == {"baseline", "train"}
+    train = runs["train"]
+    assert train.info.run_id == json.loads((tmp_path / "data/train/mlflow_run.json").read_text())["run_id"]
+    assert train.info.status == "FINISHED" and train.data.params["train.steps"] == "300"
+    assert [m.step for m in client.get_metric_history(train.info.run_id, "eval_mean_reward")] == [1]
+    assert len(client.get_metric_history(train.info.run_id, "episode_reward")) >= 1
+    # Artifacts went through the server into its artifact store.
+    assert list((store / "artifacts").rglob("history.csv")) and list((store / "artifacts").rglob("episode.mp4"))
+
+    decision = json.loads((tmp_path / "data/promote/decision.json").read_text())
+    version = client.get_model_version_by_alias("invaders-dqn", decision["alias"])
+    assert version.version == decision["version"] and version.run_id == train.info.run_id
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # models:/ URIs resolve against the global one
+    try:
+        registered = mlflow.tensorflow.load_model(f"models:/invaders-dqn@{decision['alias']}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    x = np.random.default_rng(0).integers(0, 256, (4, 4, 84, 84), dtype=np.uint8)
+    local = load_network(tmp_path / "data/train/model.keras")
+    np.testing.assert_allclose(registered.predict_on_batch(x), local.predict_on_batch(x), rtol=1e-6)
