@@ -17,6 +17,9 @@ from invaders.model import (
 
 
 def nature(dueling="avg"):
+    import tensorflow as tf
+
+    tf.random.set_seed(0)  # the same initial weights in every run of a test
     return build_q_network(ModelConfig(architecture="nature", dueling=dueling), (84, 84), 4, 6)
 
 
