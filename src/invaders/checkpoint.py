@@ -31,7 +31,6 @@ from invaders.config import Params
 
 MAGIC = b"invaders-ckpt-1\n"  # 16 bytes
 KEEP = 2  # the newest two, so a checkpoint that turns out corrupt has a predecessor
-CHUNK = 1 << 24  # bytes hashed at a time
 
 
 class CorruptCheckpoint(Exception):
@@ -86,11 +85,7 @@ def load(path: Path) -> Checkpoint:
         if size < 48 or trailer[-16:] != MAGIC:
             raise CorruptCheckpoint("truncated: no trailer")
         digest = trailer[:32]
-        f.seek(0)
-        payload = hashlib.sha256()
-        for remaining in range(size - 48, 0, -CHUNK):
-            payload.update(f.read(min(CHUNK, remaining)))
-    if payload.digest() != digest:
+    if files.sha256(path, length=size - 48) != digest.hex():
         raise CorruptCheckpoint("checksum mismatch")
     with np.load(path, allow_pickle=False) as npz:
         return Checkpoint(path, json.loads(str(npz["__meta__"])))

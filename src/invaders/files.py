@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -42,11 +43,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def sha256(path: str | Path) -> str:
+BLOCK = 1 << 20  # bytes read at a time when hashing
+
+
+def sha256(path: str | Path, length: int | None = None) -> str:
+    """SHA-256 of the file, or of its first `length` bytes, read a block at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        remaining = math.inf if length is None else length
+        while remaining > 0 and (block := f.read(min(BLOCK, remaining))):
             digest.update(block)
+            remaining -= len(block)
     return digest.hexdigest()
 
 
