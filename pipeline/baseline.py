@@ -17,7 +17,7 @@ def main() -> None:
     connect(params.mlflow.experiment)
     import mlflow
 
-    episodes = play_random(params.env, params.baseline.episodes, params.seed)
+    episodes = play_random(params.env, params.baseline.episodes, params.stream_seed("baseline"))
     metrics = score_summary(episodes)
     with mlflow.start_run(run_name="random-baseline", tags={"stage": "baseline"}) as run:
         mlflow.log_params({k: v for k, v in params.flat().items()

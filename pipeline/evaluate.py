@@ -33,7 +33,7 @@ def main() -> None:
     agent = load_agent(MODEL, params, training=False, test_epsilon=cfg.epsilon)
     video = OUT / "video" / "episode.mp4" if cfg.video else None
     (OUT / "video").mkdir(parents=True, exist_ok=True)
-    episodes = play_agent(agent, params.env, cfg.episodes, params.seed, video=video)
+    episodes = play_agent(agent, params.env, cfg.episodes, params.stream_seed("evaluate"), video=video)
     metrics = score_summary(episodes)
     metrics.update(baseline_mean_reward=baseline_mean, improvement=improvement(metrics["mean_reward"], baseline_mean))
 

@@ -26,8 +26,8 @@ def main() -> None:
     import numpy as np
 
     from invaders import checkpoint
-    from invaders.model import load_network, save_network
-    from invaders.training import HISTORY_FIELDS, train, train_summary
+    from invaders.model import load_network
+    from invaders.training import HISTORY_FIELDS, VALIDATION_FIELDS, save_networks, train, train_summary
 
     fingerprint = checkpoint.fingerprint(params, MODEL)
     resume = checkpoint.latest(CHECKPOINTS, fingerprint)
@@ -44,25 +44,30 @@ def main() -> None:
         if resume:  # the same run, or a new one linked to the killed one if the store lost it
             mlflow.set_tags({"resumed_from_step": resume.meta["step"], "resumed_from_run": resume.meta["run_id"]})
         started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)
-        agent, history = train(params, MODEL, sink=metrics_sink(run_id),
-                               checkpoint_dir=CHECKPOINTS,
-                               checkpoint_meta={"fingerprint": fingerprint, "run_id": run.info.run_id},
-                               resume=resume)
-        summary = train_summary(history, params.train.steps, time.perf_counter() - started)
+        agent, history, validator = train(params, MODEL, sink=metrics_sink(run_id), checkpoint_dir=CHECKPOINTS,
+                                          checkpoint_meta={"fingerprint": fingerprint, "run_id": run.info.run_id},
+                                          resume=resume)
+        summary = train_summary(params, history, validator.rows, time.perf_counter() - started)
 
-        save_network(agent.model, OUT / "model.keras")
+        save_networks(agent, validator, params.train.keep, OUT)
         files.write_csv(OUT / "history.csv", history, HISTORY_FIELDS)
+        files.write_csv(OUT / "validation.csv", validator.rows, VALIDATION_FIELDS)
         files.write_json(OUT / "metrics.json", summary)
-        mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if v is not None})
+        mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))})
         mlflow.log_artifact(str(OUT / "history.csv"))
-        log_output_hashes(MODEL, OUT / "model.keras", OUT / "history.csv", OUT / "metrics.json")  # + its start network
+        mlflow.log_artifact(str(OUT / "validation.csv"))
+        log_output_hashes(MODEL, OUT / "model.keras", OUT / "last.keras", OUT / "history.csv", OUT / "validation.csv",
+                          OUT / "metrics.json")  # + its start network
         # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
         trained = load_network(OUT / "model.keras")
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
         mlflow.tensorflow.log_model(trained, name="model", input_example=example)
         files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
     checkpoint.clear(CHECKPOINTS)  # the outputs supersede them
-    print(f"train: {summary['steps']} steps, {summary['episodes']} episodes, {summary['steps_per_s']} steps/s")
+    kept = f"kept the network from step {summary['selected_step']}"
+    if summary["selected_val_mean_reward"] is not None:
+        kept += f" (validation mean {summary['selected_val_mean_reward']:.1f})"
+    print(f"train: {summary['steps']} steps, {summary['episodes']} episodes, {summary['steps_per_s']} steps/s; {kept}")
 
 
 if __name__ == "__main__":

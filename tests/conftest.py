@@ -18,7 +18,7 @@ TINY = {
     "env": {"max_episode_steps": 150},
     "baseline": {"episodes": 2},
     "agent": {"memory_limit": 1000, "warmup_steps": 100, "epsilon": {"anneal_steps": 150}},
-    "train": {"steps": 300, "log_every": 100, "checkpoint_every": 100},
+    "train": {"steps": 300, "log_every": 100, "checkpoint_every": 100, "eval_every": 100, "eval_episodes": 1},
     "evaluate": {"episodes": 2},
 }
 

@@ -8,6 +8,9 @@ from invaders.config import parse_params
 from invaders.model import build_q_network
 
 
+ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": {"enabled": False}}  # keras-rl2's own algorithm
+
+
 def _pair(params):
     """keras-rl2's DQNAgent and ours, on identical networks and identical replay memories."""
     rl = load_rl()
@@ -33,7 +36,7 @@ def _pair(params):
 def test_fast_gradient_step_equals_keras_rl2s(tiny_params, double_dqn, delta_clip):
     params = parse_params(merge(tiny_params, {"agent": {
         "double_dqn": double_dqn, "delta_clip": delta_clip, "train_interval": 1, "warmup_steps": 40,
-        "target_update": 1000}}))
+        "target_update": 1000, **ONE_STEP_UNIFORM}}))
     plain, fast = _pair(params)
     # Make the target net differ from the online one so both networks matter in the target.
     for agent in (plain, fast):
@@ -93,3 +96,43 @@ def test_bfloat16_gradient_step_is_close_to_float32s(tiny_params):
     # near-tied small Q-values) within 3.2%.
     assert m16["loss"] == pytest.approx(m32["loss"], rel=0.01)
     assert m16["mean_q"] == pytest.approx(m32["mean_q"], rel=0.05)
+
+
+def test_gradient_step_bootstraps_n_steps_and_weights_each_sample(tiny_params):
+    """The compiled step's TD errors against a NumPy reference (double DQN, gamma ** n), and its
+    loss scaled by the importance weights."""
+    params = parse_params(merge(tiny_params, {"agent": {"n_step": 3, "warmup_steps": 40, "gamma": 0.9}}))
+    fast = _pair(params)[1]
+    assert type(fast.memory).__name__ == "PrioritizedReplayMemory"
+    fast.target_model.set_weights([w * 0.5 for w in fast.target_model.get_weights()])
+    batch = fast.memory.sample_batch(32, progress=0.5)
+    q0, q1 = fast.model.predict_on_batch(batch.state0), fast.model.predict_on_batch(batch.state1)
+    target = fast.target_model.predict_on_batch(batch.state1)
+    best = target[np.arange(32), q1.argmax(axis=1)]
+    returns = batch.reward + 0.9 ** 3 * best * batch.not_terminal
+    expected = np.abs(returns - q0[np.arange(32), batch.action])
+    assert (batch.not_terminal == 0).any() and (batch.not_terminal == 1).any()
+    before = fast.model.get_weights()
+    losses = []
+    for scale in (0.0, 1.0, 2.0):
+        fast.model.set_weights(before)
+        weights = np.full(32, scale, np.float32)
+        metrics, td = fast._train_step(batch.state0, batch.action, batch.reward, batch.state1, batch.not_terminal,
+                                       weights)
+        np.testing.assert_allclose(td.numpy(), expected, rtol=1e-4, atol=1e-5)
+        losses.append(float(metrics[0]))
+        if scale == 0.0:  # no weight, no gradient: Adam leaves the network as it was
+            assert all(np.array_equal(a, b) for a, b in zip(before, fast.model.get_weights()))
+    assert losses[0] == 0.0 and losses[2] == pytest.approx(2 * losses[1], rel=1e-6) and losses[1] > 0
+
+
+def test_backward_sends_td_errors_to_the_prioritized_memory(tiny_params):
+    params = parse_params(merge(tiny_params, {"agent": {"train_interval": 1, "warmup_steps": 40}}))
+    fast = _pair(params)[1]
+    leaves = fast.memory._tree.leaves.copy()
+    fast.step = 41
+    fast.recent_observation, fast.recent_action = np.zeros((84, 84), np.uint8), 0
+    fast.backward(0.0, terminal=False)
+    changed = np.flatnonzero(fast.memory._tree.leaves != leaves)
+    assert 1 < len(changed) <= 33  # the sampled rows got their TD errors' priorities, the new row max priority
+    assert fast.memory._max_priority >= fast.memory._tree.leaves.max()

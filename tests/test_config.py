@@ -43,6 +43,14 @@ def test_flat_params_have_dotted_keys(default_params):
         ({"model": {"architecture": "seed"}}, "model.architecture 'seed' needs env.observation 'raw'"),
         ({"agent": {"window_length": 64, "memory_limit": 40}}, "window_length (64) must not exceed memory_limit (40)"),
         ({"evaluate": {"episodes": 0, "video": True}}, "evaluate.episodes: Input should be greater than or equal to 1"),
+        ({"agent": {"n_step": 0}}, "agent.n_step: Input should be greater than or equal to 1"),
+        ({"agent": {"n_step": 99, "memory_limit": 100}}, "agent: n_step (99) must be at most memory_limit - window_length"),
+        ({"agent": {"prioritized": {"alpha": 1.5}}}, "agent.prioritized.alpha: Input should be less than or equal to 1"),
+        ({"agent": {"prioritized": {"beta_start": 0}}}, "agent.prioritized.beta_start: Input should be greater than 0"),
+        ({"agent": {"prioritized": {"enabled": "sometimes"}}}, "agent.prioritized.enabled"),
+        ({"train": {"eval_every": 200_000}}, "train: eval_every (200000) must not exceed steps"),
+        ({"train": {"keep": "median"}}, "train.keep: got 'median', allowed: 'best' or 'last'"),
+        ({"train": {"eval_episodes": 0}}, "train: keep 'best' needs validation"),
     ],
 )
 def test_bad_params_name_the_key(default_params, override, expected):

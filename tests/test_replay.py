@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from invaders.compat import load_rl
-from invaders.replay import ReplayMemory
+from invaders.replay import PrioritizedReplayMemory, ReplayMemory
 
 FRAME = (3, 5)
 
@@ -65,7 +65,7 @@ def test_transitions_equal_sequential_memorys(n_steps, limit, window):
 def test_sample_batch_is_sample_as_arrays_and_draws_only_valid_rows():
     ours, theirs = _filled(700, 256)
     twin, _ = _filled(700, 256)
-    state0, action, reward, state1, not_terminal = ours.sample_batch(500)
+    state0, action, reward, state1, not_terminal, _, _ = ours.sample_batch(500)
     experiences = twin.sample(500)  # the same seed draws the same rows
     assert (state0.dtype, action.dtype, reward.dtype, state1.dtype, not_terminal.dtype) == (
         np.uint8, np.int32, np.float32, np.uint8, np.float32)
@@ -150,3 +150,98 @@ def test_one_frame_per_transition():
         memory.append(np.zeros((84, 84), np.float32), 0, 0.0, False)
     with pytest.raises(ValueError, match="at least"):
         memory.sample_batch(4)
+
+
+def _numbered(limit: int, window: int, memory_class=ReplayMemory, **kwargs):
+    """15 transitions whose frames and rewards are their number t; t = 8 ends an episode, t = 9 is
+    the repeated last frame keras-rl2's fit appends, t = 10 starts the next episode. With
+    limit 11 the ring has wrapped: t = 12 ... 15 overwrote t = 1 ... 4."""
+    memory = memory_class(limit, window_length=window, seed=0, **kwargs)
+    for t in range(1, 16):
+        memory.append(np.full((2, 2), t, np.uint8), t % 6, float(t), t == 8)
+    return memory
+
+
+def test_n_step_returns_cross_an_episode_end_and_the_ring_wrap():
+    memory = _numbered(11, 2, n_step=3, gamma=0.5)
+    # Stored: t = 5 ... 15 (logical rows 0 ... 10). Rows that start a 3-step transition: t = 7 ... 12
+    # (two frames of window behind them, three rows ahead), except t = 9, the repeated frame.
+    expected = {  # t: (state0 frames, reward, state1 frames or None where the episode ended)
+        7: ([6, 7], 7 + 0.5 * 8, None),  # cut after t = 8's terminal reward
+        8: ([7, 8], 8.0, None),
+        10: ([0, 10], 10 + 0.5 * 11 + 0.25 * 12, [12, 13]),  # t = 9 belongs to the ended episode; t = 12, 13 wrapped
+        11: ([10, 11], 11 + 0.5 * 12 + 0.25 * 13, [13, 14]),
+        12: ([11, 12], 12 + 0.5 * 13 + 0.25 * 14, [14, 15]),
+    }
+    idxs = [t - 5 for t in expected]  # keras-rl2's batch_idxs: the logical row
+    for t, e in zip(expected, memory.sample(len(idxs), batch_idxs=idxs)):
+        state0, reward, state1 = expected[t]
+        assert [int(f[0, 0]) for f in e.state0] == state0, t
+        assert e.reward == reward, t
+        assert e.action == t % 6
+        assert e.terminal1 == (state1 is None), t
+        if state1 is not None:
+            assert [int(f[0, 0]) for f in e.state1] == state1, t
+    assert len(idxs) == 5
+    # Uniform draws only ever pick those rows.
+    drawn = memory.sample_batch(2000).state0[:, -1, 0, 0]
+    assert set(drawn.tolist()) == set(expected)
+    with pytest.raises(ValueError, match="batch_idxs"):
+        memory.sample(1, batch_idxs=[13 - 5])  # t = 13 has no frame three steps on yet
+
+
+def test_one_step_returns_are_the_stored_rewards():
+    memory = _numbered(11, 2)
+    batch = memory.sample_batch(500)
+    t = batch.state0[:, -1, 0, 0].astype(np.float32)
+    np.testing.assert_array_equal(batch.reward, t)
+    np.testing.assert_array_equal(batch.not_terminal, (t != 8).astype(np.float32))
+    np.testing.assert_array_equal(batch.weights, np.ones(500, np.float32))
+
+
+def test_prioritized_sampling_follows_td_errors_and_weights_correct_for_it():
+    memory = _numbered(11, 2, PrioritizedReplayMemory, n_step=3, gamma=0.5, alpha=0.5, beta_start=0.4,
+                       epsilon=0.0)
+    first = memory.sample_batch(64)
+    assert set(first.state0[:, -1, 0, 0].tolist()) <= {7, 8, 10, 11, 12}
+    np.testing.assert_array_equal(first.weights, np.ones(64))  # every new transition has the same priority
+    # TD errors 1, 4, 9, 16, 25 for t = 7, 8, 10, 11, 12: priorities (alpha 0.5) 1, 2, 3, 4, 5.
+    valid = np.array([7, 8, 10, 11, 12])
+    positions = (valid - 1) % 11  # t was written to ring position t - 1 mod limit
+    memory.update_priorities(positions, np.array([1.0, 4.0, 9.0, 16.0, 25.0]))
+    draws = np.concatenate([memory.sample_batch(32).state0[:, -1, 0, 0] for _ in range(500)])
+    share = np.array([(draws == t).mean() for t in valid])
+    np.testing.assert_allclose(share, np.array([1, 2, 3, 4, 5]) / 15, atol=0.015)
+    for progress, beta in ((0.0, 0.4), (0.5, 0.7), (1.0, 1.0), (3.0, 1.0)):
+        batch = memory.sample_batch(32, progress=progress)
+        p = batch.state0[:, -1, 0, 0].astype(np.float64)
+        priority = np.select([p == t for t in valid], [1.0, 2.0, 3.0, 4.0, 5.0])
+        np.testing.assert_allclose(batch.weights, (priority / priority.min()) ** -beta, rtol=1e-6)
+        assert batch.weights.max() == 1.0
+    # A new transition gets the largest priority so far (5), the repeated frame after an episode end 0.
+    memory.append(np.full((2, 2), 16, np.uint8), 0, 16.0, True)
+    memory.append(np.full((2, 2), 17, np.uint8), 0, 0.0, False)
+    leaves = memory._tree.leaves
+    assert leaves[15 % 11] == 5.0 and leaves[16 % 11] == 0.0
+
+
+def test_prioritized_state_round_trips_bit_exactly():
+    per = PrioritizedReplayMemory(256, window_length=4, seed=1, n_step=3, gamma=0.9)
+    for obs, action, reward, terminal in _episodes(700, seed=0):
+        per.append(obs, action, reward, terminal)
+    batch = per.sample_batch(32, progress=0.3)
+    per.update_priorities(batch.positions, np.linspace(0.0, 3.0, 32))
+    buffer = io.BytesIO()
+    np.savez(buffer, **per.get_state())
+    buffer.seek(0)
+    restored = PrioritizedReplayMemory(256, window_length=4, seed=99, n_step=3, gamma=0.9)
+    with np.load(buffer, allow_pickle=False) as saved:
+        restored.set_state(dict(saved))
+    np.testing.assert_array_equal(restored._tree._tree, per._tree._tree)
+    for a, b in zip(restored.sample_batch(64, 0.5), per.sample_batch(64, 0.5)):
+        np.testing.assert_array_equal(a, b)
+    for obs, action, reward, terminal in _episodes(50, seed=5):
+        per.append(obs, action, reward, terminal)
+        restored.append(obs, action, reward, terminal)
+    for a, b in zip(restored.sample_batch(64, 0.9), per.sample_batch(64, 0.9)):
+        np.testing.assert_array_equal(a, b)

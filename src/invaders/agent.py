@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
@@ -11,7 +13,7 @@ from invaders import checkpoint
 from invaders.compat import adam, load_rl
 from invaders.config import AgentConfig, Params
 from invaders.model import check_fits, load_network, uses_bfloat16, with_precision
-from invaders.replay import ReplayMemory
+from invaders.replay import PrioritizedReplayMemory, ReplayMemory
 
 rl = load_rl()
 
@@ -23,6 +25,23 @@ def seed_everything(seed: int) -> None:
     tf.random.set_seed(seed)
     # Same inputs, same outputs: TF picks deterministic kernels (reductions, scatter) on CPU too.
     tf.config.experimental.enable_op_determinism()
+
+
+@contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Python's and NumPy's global RNGs seeded with `seed` inside the block, restored after it.
+
+    keras-rl2's ε-greedy policies draw from NumPy's global RNG: playing seeded episodes in the
+    middle of training (validation) must not move the stream the training draws from.
+    """
+    saved = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 class AtariProcessor(rl.Processor):
@@ -48,7 +67,14 @@ class FastDQNAgent(rl.DQNAgent):
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
       compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
       on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
+    It adds what keras-rl2 lacks: multi-step targets (the memory sums n rewards, the step
+    bootstraps with gamma ** n) and importance-weighted losses whose TD errors go back to a
+    `PrioritizedReplayMemory` as priorities. With n = 1 and uniform sampling every weight is 1
+    and the update is keras-rl2's.
     """
+
+    n_step = 1
+    training_steps = 1  # fit's nb_steps: how far prioritized replay's beta has annealed
 
     def compile(self, optimizer, metrics=[]):
         super().compile(optimizer, metrics)
@@ -64,7 +90,7 @@ class FastDQNAgent(rl.DQNAgent):
         ).get_concrete_function()
         self._train_step = tf.function(self._gradient_step, input_signature=[
             state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
-            tf.TensorSpec((None,), tf.float32),
+            tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.float32),
         ]).get_concrete_function()
 
     resume_step = 0  # where the next fit() starts counting; set when continuing from a checkpoint
@@ -110,14 +136,14 @@ class FastDQNAgent(rl.DQNAgent):
     def compute_q_values(self, state):
         return self._q_values(tf.constant(np.asarray(state, dtype=np.uint8)[None])).numpy()[0]
 
-    def _gradient_step(self, state0, action, reward, state1, not_terminal):
+    def _gradient_step(self, state0, action, reward, state1, not_terminal, weights):
         target_q = self.target_model(state1, training=False)
         if self.enable_double_dqn:  # the online net picks the action, the target net values it
             best = tf.argmax(self.model(state1, training=False), axis=1, output_type=tf.int32)
         else:
             best = tf.argmax(target_q, axis=1, output_type=tf.int32)
         next_q = tf.gather(target_q, best, axis=1, batch_dims=1)
-        returns = reward + self.gamma * next_q * not_terminal
+        returns = reward + self.gamma ** self.n_step * next_q * not_terminal
         taken = tf.one_hot(action, self.nb_actions)
         with tf.GradientTape() as tape:
             q = self.model(state0, training=True)
@@ -127,13 +153,13 @@ class FastDQNAgent(rl.DQNAgent):
             else:
                 linear = self.delta_clip * (tf.abs(error) - 0.5 * self.delta_clip)
                 per_sample = tf.where(tf.abs(error) < self.delta_clip, 0.5 * tf.square(error), linear)
-            loss = tf.reduce_mean(per_sample)
+            loss = tf.reduce_mean(weights * per_sample)
         weights = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         # keras-rl2's metrics: 'mae' of Q against the (zero except taken action) target row.
         mae = tf.reduce_mean(tf.abs(taken * returns[:, None] - q))
         mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
-        return tf.stack([loss, mae, mean_q])  # one tensor: one device-to-host copy
+        return tf.stack([loss, mae, mean_q]), tf.abs(error)
 
     def backward(self, reward, terminal):
         if self.step % self.memory_interval == 0:
@@ -143,8 +169,10 @@ class FastDQNAgent(rl.DQNAgent):
         if not self.training:
             return metrics
         if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
-            batch = [tf.constant(a) for a in self.memory.sample_batch(self.batch_size)]
-            metrics = self._train_step(*batch).numpy().tolist() + self.policy.metrics
+            batch = self.memory.sample_batch(self.batch_size, progress=self.step / self.training_steps)
+            step_metrics, td_errors = self._train_step(*(tf.constant(a) for a in batch[:-1]))
+            self.memory.update_priorities(batch.positions, td_errors.numpy())
+            metrics = step_metrics.numpy().tolist() + self.policy.metrics
             if self.processor is not None:
                 metrics += self.processor.metrics
         if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
@@ -175,10 +203,16 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         rl.EpsGreedyQPolicy(), attr="eps", value_max=eps.start, value_min=eps.end,
         value_test=eps.test, nb_steps=eps.anneal_steps,
     )
-    if memory is None:
-        # Evaluation only needs the last window of frames, not a replay memory.
-        memory = ReplayMemory(cfg.memory_limit if training else cfg.window_length, cfg.window_length,
-                              seed=params.seed)
+    if memory is None and training:
+        per = cfg.prioritized
+        memory = (PrioritizedReplayMemory(cfg.memory_limit, cfg.window_length, seed=params.stream_seed("replay"),
+                                          n_step=cfg.n_step, gamma=cfg.gamma, alpha=per.alpha,
+                                          beta_start=per.beta_start, epsilon=per.epsilon)
+                  if per.enabled else
+                  ReplayMemory(cfg.memory_limit, cfg.window_length, seed=params.stream_seed("replay"),
+                               n_step=cfg.n_step, gamma=cfg.gamma))
+    elif memory is None:  # playing only needs the last window of frames, not a replay memory
+        memory = ReplayMemory(cfg.window_length + 3, cfg.window_length)
     agent = agent_class(
         model=model,
         nb_actions=n_actions,
@@ -195,5 +229,6 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         enable_double_dqn=cfg.double_dqn,
         enable_dueling_network=False,  # the dueling head is part of the model (compat quirk 2)
     )
+    agent.n_step, agent.training_steps = cfg.n_step, params.train.steps
     agent.compile(adam(cfg.learning_rate), metrics=["mae"])
     return agent

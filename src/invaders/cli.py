@@ -22,14 +22,14 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
     play.add_argument("--video", type=Path, help="write the first episode to this MP4 file")
     play.add_argument("--epsilon", type=float, help="exploration rate (default: agent.epsilon.test from params)")
-    play.add_argument("--seed", type=int, help="episode seed (default: seed from params)")
+    play.add_argument("--seed", type=int, help="episode seed (default: the evaluate stage's, derived from seed in params)")
     play.add_argument("--params", type=Path, default=Path("params.yaml"), help=PARAMS_HELP)
 
     ev = commands.add_parser("evaluate", help="the evaluate stage's protocol on any model: file or registry URI")
     ev.add_argument("--model", default="data/train/model.keras", help=MODEL_HELP)
     ev.add_argument("--episodes", type=int, help="episodes (default: evaluate.episodes from params)")
     ev.add_argument("--epsilon", type=float, help="exploration rate (default: evaluate.epsilon from params)")
-    ev.add_argument("--seed", type=int, help="episode seed (default: seed from params)")
+    ev.add_argument("--seed", type=int, help="episode seed (default: the evaluate stage's, derived from seed in params)")
     ev.add_argument("--params", type=Path, default=Path("params.yaml"), help=PARAMS_HELP)
     ev.add_argument("--out", type=Path, help="write episodes.csv and metrics.json to this directory")
     ev.add_argument("--video", type=Path, help="write the first episode to this MP4 file")
@@ -83,7 +83,7 @@ def play(args: argparse.Namespace) -> None:
     _episodes(args.episodes)
     params = _params(args.params)
     agent = _agent(args.model, params, args.epsilon)
-    seed = params.seed if args.seed is None else args.seed
+    seed = params.stream_seed("evaluate") if args.seed is None else args.seed
     episodes = play_agent(agent, params.env, args.episodes, seed, video=args.video)
     for e in episodes:
         print(f"episode {e.episode}: score {e.reward:g} in {e.length} steps")
@@ -102,7 +102,8 @@ def evaluate(args: argparse.Namespace) -> None:
     n = _episodes(cfg.episodes if args.episodes is None else args.episodes)
     epsilon = cfg.epsilon if args.epsilon is None else args.epsilon
     agent = _agent(args.model, params, epsilon)
-    episodes = play_agent(agent, params.env, n, params.seed if args.seed is None else args.seed, video=args.video)
+    episodes = play_agent(agent, params.env, n, params.stream_seed("evaluate") if args.seed is None else args.seed,
+                          video=args.video)
     summary = score_summary(episodes)
     if args.out:
         files.write_csv(args.out / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)

@@ -7,6 +7,7 @@ never silently fall back to a default.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Literal
@@ -56,6 +57,13 @@ class EpsilonConfig(_Section):
     test: float = Field(0.01, ge=0.0, le=1.0, description="epsilon of keras-rl2's test policy")
 
 
+class PrioritizedConfig(_Section):
+    enabled: bool = Field(False, description="prioritized experience replay (proportional); off: uniform sampling")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="priority = (|TD error| + epsilon) ** alpha")
+    beta_start: float = Field(0.4, gt=0.0, le=1.0, description="importance-sampling exponent, annealed to 1 over training")
+    epsilon: float = Field(1e-6, gt=0.0, le=1.0, description="added to |TD error|, so every transition keeps a chance to be drawn")
+
+
 class AgentConfig(_Section):
     window_length: int = Field(4, ge=1, le=64, description="frames stacked into one state")
     memory_limit: int = Field(100_000, ge=1, description="replay memory capacity in transitions")
@@ -66,6 +74,8 @@ class AgentConfig(_Section):
     target_update: int = Field(1_000, ge=1, description="steps between hard target-network updates")
     train_interval: int = Field(4, ge=1, description="env steps per gradient step")
     double_dqn: bool = True
+    n_step: int = Field(1, ge=1, le=100, description="steps of the return before bootstrapping (1: one-step DQN)")
+    prioritized: PrioritizedConfig = PrioritizedConfig()
     delta_clip: float = Field(1.0, gt=0.0, description="Huber loss threshold; .inf gives the squared loss")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
@@ -87,13 +97,29 @@ class AgentConfig(_Section):
             )
         if self.window_length > self.memory_limit:
             raise ValueError(f"window_length ({self.window_length}) must not exceed memory_limit ({self.memory_limit})")
+        if self.n_step + self.window_length + 2 > self.memory_limit:
+            raise ValueError(f"n_step ({self.n_step}) must be at most memory_limit - window_length - 2"
+                             f" ({self.memory_limit - self.window_length - 2})")
         return self
 
 
 class TrainConfig(_Section):
     steps: int = Field(150_000, ge=1, description="agent steps of training")
     log_every: int = Field(1_000, ge=1, description="steps between MLflow step-level metrics (loss, mean Q)")
-    checkpoint_every: int = Field(10_000, ge=1, description="steps between weight checkpoints")
+    checkpoint_every: int = Field(10_000, ge=1, description="steps between checkpoints of the whole training state")
+    eval_every: int = Field(25_000, ge=1, description="steps between validation rounds (and one at the end)")
+    eval_episodes: int = Field(10, ge=0, le=1000, description="validation episodes per round; 0: no validation")
+    keep: Literal["best", "last"] = Field(
+        "best", description="which network becomes data/train/model.keras: the best-validated one or the last"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.eval_every > self.steps:
+            raise ValueError(f"eval_every ({self.eval_every}) must not exceed steps ({self.steps})")
+        if self.keep == "best" and self.eval_episodes == 0:
+            raise ValueError("keep 'best' needs validation: eval_episodes must be at least 1 (or keep: last)")
+        return self
 
 
 class EvaluateConfig(_Section):
@@ -145,6 +171,16 @@ class Params(_Section):
                 f"agent.warmup_steps ({self.agent.warmup_steps}) must be less than train.steps ({self.train.steps})"
             )
         return self
+
+    def stream_seed(self, stream: Literal["train", "validation", "baseline", "evaluate", "replay"]) -> int:
+        """The seed of one of the run's random streams, derived from `seed`.
+
+        The training env, the validation episodes, the random baseline and the evaluate stage
+        each play their own episodes, so the reported score is never measured on the episodes
+        that selected the network, and the replay sampler draws from a stream of its own.
+        """
+        digest = hashlib.sha256(f"invaders/{self.seed}/{stream}".encode()).digest()
+        return int.from_bytes(digest[:4], "little") & 0x7FFF_FFFF
 
     def flat(self) -> dict[str, object]:
         """Dotted keys in declaration order, for MLflow params."""

@@ -88,20 +88,26 @@ def use_one_thread() -> None:
         raise RuntimeError("use_one_thread() must be called before TensorFlow runs its first op") from None
 
 
-def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | None = None) -> list[Episode]:
-    """keras-rl2's test loop; the first episode is recorded to `video` if given."""
-    from invaders.agent import seed_everything
+def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | None = None,
+               desc: str = "evaluate") -> list[Episode]:
+    """keras-rl2's test loop; the first episode is recorded to `video` if given.
+
+    `seed` seeds the episodes and the test policy's ε draws; the global RNGs are left as they were.
+    """
+    import tensorflow as tf
+
+    from invaders.agent import seeded_global_rngs
     from invaders.compat import load_rl
 
     rl = load_rl()
-    seed_everything(seed)  # the test policy's epsilon draws use NumPy's global RNG
+    tf.config.experimental.enable_op_determinism()
 
     class Recorder(rl.Callback):
         def __init__(self):
             self.played: list[Episode] = []
             self.frames: list[np.ndarray] = []
             self.score = 0.0
-            self.bar = tqdm(total=episodes, desc="evaluate", unit="episode")
+            self.bar = tqdm(total=episodes, desc=desc, unit="episode")
 
         def recording(self) -> bool:
             return video is not None and not self.played
@@ -126,7 +132,8 @@ def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | No
     env = RLEnv(make_env(cfg, render=video is not None), seed)
     recorder = Recorder()
     try:
-        agent.test(env, nb_episodes=episodes, visualize=False, verbose=0, callbacks=[recorder])
+        with seeded_global_rngs(seed):  # the test policy's ε draws use NumPy's global RNG
+            agent.test(env, nb_episodes=episodes, visualize=False, verbose=0, callbacks=[recorder])
     finally:
         recorder.bar.close()
         env.close()

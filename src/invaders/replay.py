@@ -11,11 +11,14 @@ keras-rl2's `SequentialMemory` keeps every observation as a separate Python obje
 
 and rebuilds the stacked states of a whole batch with one fancy-indexing gather. The
 transition semantics are SequentialMemory's, exactly (tests compare the two on the same data):
-for a sampled row index `idx` (1-based as keras-rl2 counts, see `_windows`),
+for a sampled row index `idx` (1-based as keras-rl2 counts, see `_transitions`),
 state0 is the window ending at frame `idx - 1`, action/reward/terminal1 are row `idx - 1`'s,
 state1 is state0 shifted by one frame to frame `idx`; a window never reaches back across an
 episode start (those frames are zeros), and a row whose frame is the previous episode's last
 (the extra frame keras-rl2's fit appends after `done`) is never sampled as a state0.
+
+With `n_step` > 1 a transition's reward is the discounted sum of the next n rewards and state1
+is the state n steps later, both cut at the first terminal row (multi-step returns, as in Rainbow).
 
 Sampling differs on purpose: indices are drawn *with* replacement, from the memory's own
 `np.random.Generator` seeded by `seed`, so sampling is reproducible and independent of
@@ -31,23 +34,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from invaders.compat import load_rl
+from invaders.sumtree import SumTree
 
 rl = load_rl()
+
+
+class Batch(NamedTuple):
+    """One training batch: states shaped (batch, window, *frame)."""
+
+    state0: np.ndarray  # uint8
+    action: np.ndarray  # int32
+    reward: np.ndarray  # float32: the discounted sum of up to n_step rewards
+    state1: np.ndarray  # uint8: the state n_step steps later (any state where not_terminal is 0)
+    not_terminal: np.ndarray  # float32: 0 where an episode ended within the n_step rewards
+    weights: np.ndarray  # float32 importance-sampling weights (all 1 for uniform sampling)
+    positions: np.ndarray  # ring positions of the rows, for `update_priorities`
 
 
 class ReplayMemory(rl.Memory):
     """keras-rl2's `Memory` interface over uint8 ring buffers; see the module docstring."""
 
-    def __init__(self, limit: int, window_length: int, seed: int = 0, ignore_episode_boundaries: bool = False):
-        if limit < window_length:
-            raise ValueError(f"limit ({limit}) must be at least window_length ({window_length})")
-        super().__init__(window_length=window_length, ignore_episode_boundaries=ignore_episode_boundaries)
+    def __init__(self, limit: int, window_length: int, seed: int = 0, n_step: int = 1, gamma: float = 0.99):
+        if limit < window_length + n_step + 2:
+            raise ValueError(f"limit ({limit}) must be at least window_length + n_step + 2"
+                             f" ({window_length + n_step + 2})")
+        super().__init__(window_length=window_length)
         self.limit = limit
         self.seed = seed
+        self.n_step = n_step
+        self._discounts = (gamma ** np.arange(n_step)).astype(np.float64)
         self._rng = np.random.default_rng(seed)
         self._frames: np.ndarray | None = None  # allocated on the first stored transition
         self._actions = np.zeros(limit, np.int32)
@@ -98,22 +118,26 @@ class ReplayMemory(rl.Memory):
             i = n - back
             if i < 0:
                 break
-            if not self.ignore_episode_boundaries and i >= 1 and self.recent_terminals[i - 1]:
+            if i >= 1 and self.recent_terminals[i - 1]:
                 break
             state[-1 - back] = self.recent_observations[i]
         return state
 
     # --- sampling ------------------------------------------------------------------------
 
-    def sample_batch(self, batch_size: int):
-        """One training batch as arrays: (state0 uint8, action int32, reward float32,
-        state1 uint8, not_terminal float32), states shaped (batch, window, *frame)."""
-        return self._windows(self._draw(batch_size))
+    def sample_batch(self, batch_size: int, progress: float = 0.0) -> Batch:
+        """One training batch. `progress` (the fraction of training done) anneals prioritized
+        replay's importance sampling; uniform sampling ignores it."""
+        rows = self._draw(batch_size)
+        return Batch(*self._transitions(rows), np.ones(batch_size, np.float32), self._physical(rows - 1))
+
+    def update_priorities(self, positions: np.ndarray, td_errors: np.ndarray) -> None:
+        """Uniform sampling has no priorities; `PrioritizedReplayMemory` sets them from TD errors."""
 
     def sample(self, batch_size, batch_idxs=None):
         """keras-rl2's interface: a list of `Experience`s.
 
-        `batch_idxs` are keras-rl2's (drawn from [window_length, nb_entries - 1), the row is
+        `batch_idxs` are keras-rl2's (drawn from [window_length, nb_entries - n_step), the row is
         `idx + 1`); rows that cannot start a transition are redrawn as keras-rl2 does. Without
         them this draws exactly what `sample_batch` would.
         """
@@ -121,10 +145,10 @@ class ReplayMemory(rl.Memory):
             rows = self._draw(batch_size)
         else:
             rows = np.asarray(batch_idxs, dtype=np.int64) + 1
-            if len(rows) and (rows.min() < self.window_length + 1 or rows.max() >= self._size):
-                raise ValueError(f"batch_idxs must lie in [{self.window_length}, {self._size - 1})")
+            if len(rows) and (rows.min() < self.window_length + 1 or rows.max() > self._size - self.n_step):
+                raise ValueError(f"batch_idxs must lie in [{self.window_length}, {self._size - self.n_step})")
             rows = self._redraw_invalid(rows)
-        state0, action, reward, state1, not_terminal = self._windows(rows)
+        state0, action, reward, state1, not_terminal = self._transitions(rows)
         return [
             rl.Experience(state0=state0[i], action=int(action[i]), reward=float(reward[i]), state1=state1[i],
                           terminal1=bool(not_terminal[i] == 0.0))
@@ -134,53 +158,73 @@ class ReplayMemory(rl.Memory):
     def _draw(self, batch_size: int) -> np.ndarray:
         """Row indices (keras-rl2's 1-based `idx`), uniform over rows that start a transition."""
         self._check_enough()
-        rows = self._rng.integers(self.window_length + 1, self._size, size=batch_size)
-        return self._redraw_invalid(rows)
+        return self._redraw_invalid(self._uniform_rows(batch_size))
+
+    def _uniform_rows(self, n: int) -> np.ndarray:
+        # The newest n_step rows have no n-step successor yet.
+        return self._rng.integers(self.window_length + 1, self._size - self.n_step + 1, size=n)
+
+    def _invalid(self, rows: np.ndarray) -> np.ndarray:
+        # Row idx - 1 holds the previous episode's last frame when row idx - 2 is terminal.
+        return self._terminals[self._physical(rows - 2)]
 
     def _redraw_invalid(self, rows: np.ndarray) -> np.ndarray:
-        # Row idx - 1 holds the previous episode's last frame when row idx - 2 is terminal: redraw.
         self._check_enough()
         rows = rows.copy()
         for _ in range(1000):
-            bad = self._terminals[self._physical(rows - 2)]
+            bad = self._invalid(rows)
             if not bad.any():
                 return rows
-            rows[bad] = self._rng.integers(self.window_length + 1, self._size, size=int(bad.sum()))
+            rows[bad] = self._uniform_rows(int(bad.sum()))
         raise RuntimeError("replay memory: no row starts a valid transition (every transition is terminal)")
 
     def _check_enough(self) -> None:
-        if self._size < self.window_length + 2:
+        least = self.window_length + self.n_step + 1
+        if self._size < least:
             raise ValueError(f"replay memory holds {self._size} transitions; sampling needs at least"
-                             f" window_length + 2 = {self.window_length + 2}")
+                             f" window_length + n_step + 1 = {least}")
 
     def _physical(self, logical: np.ndarray) -> np.ndarray:
         """Ring position of a logical row (0 = the oldest stored)."""
         return (self._next - self._size + logical) % self.limit
 
-    def _windows(self, rows: np.ndarray):
+    def _window(self, last: np.ndarray) -> np.ndarray:
+        """The stacked states whose newest frame is logical row `last`: (batch, window, *frame).
+
+        SequentialMemory's rule: an older frame f is zero if an episode starts after it, i.e. a
+        row in f - 1 ... last - 2 is terminal (the row after a terminal one holds the ended
+        episode's last frame again, so the first frame of the next episode is two rows on).
+        """
         w = self.window_length
-        # Logical rows rows - w ... rows: state0 is columns 0..w-1, state1 columns 1..w.
-        span = rows[:, None] + np.arange(-w, 1)
-        phys = self._physical(span)
-        keep = np.ones(span.shape, bool)
-        if not self.ignore_episode_boundaries:
-            # Column j < w - 1 (an older frame of state0) is kept only if no frame from j to the
-            # newest of state0 starts an episode, i.e. no terminal among rows span[j..w-2] - 1.
-            starts = self._terminals[self._physical(span[:, : w - 1] - 1)]
-            keep[:, : w - 1] = ~np.flip(np.logical_or.accumulate(np.flip(starts, 1), axis=1), 1)
-        frames = self._frames[phys]  # (batch, w + 1, *frame)
-        frames[~keep] = 0
-        last = phys[:, w - 1]
-        not_terminal = (~self._terminals[last]).astype(np.float32)
-        return (np.ascontiguousarray(frames[:, :w]), self._actions[last], self._rewards[last],
-                np.ascontiguousarray(frames[:, 1:]), not_terminal)
+        span = last[:, None] + np.arange(1 - w, 1)
+        frames = self._frames[self._physical(span)]  # a copy: zeroing it leaves the memory alone
+        if w > 1:
+            # Column j < w - 1 is kept only if no terminal among rows span[j] - 1 ... last - 2.
+            ends = self._terminals[self._physical(span[:, : w - 1] - 1)]
+            dropped = np.flip(np.logical_or.accumulate(np.flip(ends, 1), axis=1), 1)
+            frames[:, : w - 1][dropped] = 0
+        return frames
+
+    def _transitions(self, rows: np.ndarray):
+        """(state0, action, n-step reward, state1, not_terminal) for keras-rl2 row indices `rows`.
+
+        The transition is logical row r = idx - 1: its reward is the discounted sum of the rewards
+        of rows r ... r + n - 1, cut after the first terminal one; state1 is the window ending at
+        frame r + n, or, if the episode ended at row r + k, at r + k + 1 (unused: not_terminal is 0).
+        """
+        r = rows - 1
+        steps = r[:, None] + np.arange(self.n_step)
+        terminal = self._terminals[self._physical(steps)]
+        ended = np.logical_or.accumulate(terminal, axis=1)  # an episode ended at or before this step
+        counted = np.ones_like(ended)
+        counted[:, 1:] = ~ended[:, :-1]
+        reward = (self._rewards[self._physical(steps)] * counted) @ self._discounts
+        not_terminal = ~ended[:, -1]
+        ahead = np.where(not_terminal, self.n_step, np.argmax(terminal, axis=1) + 1)
+        return (self._window(r), self._actions[self._physical(r)], reward.astype(np.float32),
+                self._window(r + ahead), not_terminal.astype(np.float32))
 
     # --- config and checkpoints ----------------------------------------------------------
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(limit=self.limit, seed=self.seed)
-        return config
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Everything needed to restore this memory bit-exactly, as arrays `np.savez` can store.
@@ -229,6 +273,70 @@ class ReplayMemory(rl.Memory):
             self.recent_observations.append(observation.copy())
             self.recent_terminals.append(bool(terminal))
         self._rng.bit_generator.state = json.loads(str(state["rng"]))
+
+
+class PrioritizedReplayMemory(ReplayMemory):
+    """Proportional prioritized experience replay (Schaul et al. 2016) over `ReplayMemory`.
+
+    Each ring position has a priority in a `SumTree`; a batch is drawn in proportion to them
+    (stratified), with importance-sampling weights (N P(i))^-beta normalised by the batch's
+    largest, beta rising linearly from `beta_start` to 1 over training. A new transition gets
+    the largest priority seen so far; the gradient step's TD errors set (|delta| + epsilon)^alpha.
+    Rows that cannot start a transition (an episode's repeated last frame, the newest n_step
+    rows, the oldest window) are redrawn from the tree, like the uniform memory redraws them.
+    """
+
+    def __init__(self, limit: int, window_length: int, seed: int = 0, n_step: int = 1, gamma: float = 0.99,
+                 alpha: float = 0.5, beta_start: float = 0.4, epsilon: float = 1e-6):
+        super().__init__(limit, window_length, seed=seed, n_step=n_step, gamma=gamma)
+        self.alpha, self.beta_start, self.epsilon = alpha, beta_start, epsilon
+        self._tree = SumTree(limit)
+        self._max_priority = 1.0
+
+    def append(self, observation, action, reward, terminal, training=True):
+        position = self._next
+        follows_terminal = self._size > 0 and self._terminals[(position - 1) % self.limit]
+        super().append(observation, action, reward, terminal, training=training)
+        if training:  # an episode's repeated last frame never starts a transition: priority 0
+            self._tree.set_one(position, 0.0 if follows_terminal else self._max_priority)
+
+    def sample_batch(self, batch_size: int, progress: float = 0.0) -> Batch:
+        self._check_enough()
+        positions = self._tree.sample(self._rng, batch_size)
+        for _ in range(1000):
+            rows = self._rows(positions)
+            bad = self._invalid(rows)
+            if not bad.any():
+                break
+            positions[bad] = self._tree.find(self._rng.random(int(bad.sum())) * self._tree.total)
+        else:
+            raise RuntimeError("replay memory: no row starts a valid transition")
+        beta = self.beta_start + (1.0 - self.beta_start) * min(max(progress, 0.0), 1.0)
+        p = self._tree.leaves[positions]
+        weights = (p / p.min()) ** -beta  # (N P(i))^-beta / max_j (N P(j))^-beta
+        return Batch(*self._transitions(rows), weights.astype(np.float32), positions)
+
+    def update_priorities(self, positions: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.epsilon) ** self.alpha
+        self._tree.set(positions, priorities)
+        self._max_priority = max(self._max_priority, float(priorities.max()))
+
+    def _rows(self, positions: np.ndarray) -> np.ndarray:
+        """keras-rl2 row indices (1-based logical) of ring positions."""
+        return (positions - (self._next - self._size)) % self.limit + 1
+
+    def _invalid(self, rows: np.ndarray) -> np.ndarray:
+        outside = (rows < self.window_length + 1) | (rows > self._size - self.n_step)
+        return outside | super()._invalid(rows)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {**super().get_state(), "priorities": self._tree.leaves[: self._size],
+                "max_priority": np.array(self._max_priority)}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super().set_state(state)
+        self._tree.load(state["priorities"])
+        self._max_priority = float(state["max_priority"])
 
 
 def _as_frame(observation) -> np.ndarray:

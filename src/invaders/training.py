@@ -11,13 +11,15 @@ import numpy as np
 from tqdm import tqdm
 
 from invaders import checkpoint
-from invaders.agent import load_agent, seed_everything
+from invaders.agent import build_agent, load_agent, seed_everything
 from invaders.compat import load_rl
 from invaders.config import Params
 from invaders.envs import RLEnv, make_env
+from invaders.evaluation import play_agent, score_summary
 from invaders.model import save_network
 
 HISTORY_FIELDS = ["episode", "step", "reward", "length", "epsilon", "loss", "mean_q", "wall_time_seconds"]
+VALIDATION_FIELDS = ["step", "mean_reward", "std_reward", "best"]
 
 # (global step, metrics) -> None; how a caller (the train stage) tracks progress.
 MetricsSink = Callable[[int, dict[str, float]], None]
@@ -25,6 +27,47 @@ MetricsSink = Callable[[int, dict[str, float]], None]
 
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
+
+
+class Validator:
+    """Best-network selection: every `train.eval_every` steps and at the end, the online network
+    plays `train.eval_episodes` episodes at `agent.epsilon.test`, always the same ones (seeded
+    from the validation stream, disjoint from the training env's, the baseline's and the evaluate
+    stage's), and the best-scoring network so far is kept (the earlier one on a tie).
+    """
+
+    def __init__(self, agent, params: Params, state: dict | None = None, best_weights=None):
+        self.params = params
+        self.player = build_agent(agent.model, params, training=False)  # shares the online network
+        state = state or {"rows": [], "best_step": None, "best_score": None}
+        self.rows: list[dict] = state["rows"]
+        self.best_step, self.best_score = state["best_step"], state["best_score"]
+        self.best_weights = best_weights
+
+    @property
+    def enabled(self) -> bool:
+        return self.params.train.eval_episodes > 0
+
+    def due(self, step: int) -> bool:
+        return self.enabled and step % self.params.train.eval_every == 0
+
+    def __call__(self, step: int, sink: MetricsSink) -> None:
+        cfg = self.params.train
+        episodes = play_agent(self.player, self.params.env, cfg.eval_episodes, self.params.stream_seed("validation"),
+                              desc=f"validate@{step}")
+        summary = score_summary(episodes)
+        best = self.best_score is None or summary["mean_reward"] > self.best_score
+        if best:
+            self.best_step, self.best_score = step, summary["mean_reward"]
+            self.best_weights = self.player.model.get_weights()
+        self.rows.append({"step": step, "mean_reward": summary["mean_reward"], "std_reward": summary["std_reward"],
+                          "best": best})
+        sink(step, {"val_mean_reward": summary["mean_reward"], "val_std_reward": summary["std_reward"],
+                    "val_best_mean_reward": self.best_score})
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        arrays = {f"{i:04d}": w for i, w in enumerate(self.best_weights or [])}
+        return {"rows": self.rows, "best_step": self.best_step, "best_score": self.best_score}, arrays
 
 
 def train(params: Params, model_path: Path, sink: MetricsSink | None = None, checkpoint_dir: Path | None = None,
@@ -38,7 +81,8 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
     rl = load_rl()
     seed_everything(params.seed)
     agent = load_agent(model_path, params, training=True)
-    env = RLEnv(make_env(params.env), params.seed, life_loss_ends_episode=params.env.terminal_on_life_loss)
+    env = RLEnv(make_env(params.env), params.stream_seed("train"),
+                life_loss_ends_episode=params.env.terminal_on_life_loss)
     sink = sink or (lambda step, metrics: None)
     cfg = params.train
 
@@ -71,10 +115,17 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
 
         def on_step_begin(self, step, logs={}):
             done = int(self.model.step)
-            if checkpoint_dir and done % cfg.checkpoint_every == 0 and self.resumed_at < done < cfg.steps:
+            if not self.resumed_at < done < cfg.steps:
+                return
+            if validator.due(done):
+                validator(done, sink)
+            if checkpoint_dir and done % cfg.checkpoint_every == 0:
                 env_arrays, env_meta = env.get_state()
-                arrays = {**checkpoint.nest("agent", self.model.get_state()), **checkpoint.nest("env", env_arrays)}
-                meta = {**(checkpoint_meta or {}), "env": env_meta, "progress": self.state(done)}
+                val_meta, best = validator.state()
+                arrays = {**checkpoint.nest("agent", self.model.get_state()), **checkpoint.nest("env", env_arrays),
+                          **checkpoint.nest("best", best)}
+                meta = {**(checkpoint_meta or {}), "env": env_meta, "progress": self.state(done),
+                        "validation": val_meta}
                 checkpoint.save(checkpoint_dir, done, arrays, meta)
 
         def on_step_end(self, step, logs={}):
@@ -118,11 +169,15 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
             self.bar.set_postfix(episode=row["episode"], reward=row["reward"], eps=f"{row['epsilon']:.3f}")
             sink(row["step"], {"episode_reward": row["reward"], "episode_length": row["length"]})
 
+    best_weights = None
     if resume:
         with resume.arrays() as arrays:
             agent.set_state(checkpoint.part(arrays, "agent"), resume.meta["step"])
             env.set_state(checkpoint.part(arrays, "env"), resume.meta["env"])
+            best = checkpoint.part(arrays, "best")
+            best_weights = [w for _, w in sorted(best.items())] or None
         checkpoint.restore_rngs(resume.meta)
+    validator = Validator(agent, params, resume.meta["validation"] if resume else None, best_weights)
     progress = Progress(resume.meta["progress"] if resume else None)
     try:
         agent.fit(env, nb_steps=cfg.steps, verbose=0, callbacks=[progress])
@@ -131,15 +186,32 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
         env.close()
     if int(agent.step) < cfg.steps:  # keras-rl2's fit swallows Ctrl-C and returns early
         raise KeyboardInterrupt(f"training stopped at step {int(agent.step)} of {cfg.steps}")
-    return agent, progress.rows
+    if validator.enabled:
+        validator(cfg.steps, sink)  # the last network is a candidate too
+    return agent, progress.rows, validator
 
 
-def train_summary(rows: list[dict], steps: int, seconds: float) -> dict:
+def save_networks(agent, validator: Validator, keep: str, out: Path) -> None:
+    """`out/last.keras`, the network training ended with, and `out/model.keras`, the one `keep`
+    selects: the best-validated one or that same last one."""
+    save_network(agent.model, out / "last.keras")
+    if keep == "best":
+        agent.model.set_weights(validator.best_weights)
+    save_network(agent.model, out / "model.keras")
+
+
+def train_summary(params: Params, rows: list[dict], validation: list[dict], seconds: float) -> dict:
+    """`data/train/metrics.json`: the run, and which network it kept (`selected_step`)."""
     last = [r["reward"] for r in rows[-10:]]
+    best = max(validation, key=lambda r: r["mean_reward"], default=None)  # max keeps the first of ties
+    selected = best if params.train.keep == "best" else (validation[-1] if validation else None)
     return {
-        "steps": steps,
+        "steps": params.train.steps,
         "episodes": len(rows),
         "last10_mean_reward": float(np.mean(last)) if last else None,
+        "keep": params.train.keep,
+        "selected_step": selected["step"] if selected else params.train.steps,
+        "selected_val_mean_reward": selected["mean_reward"] if selected else None,
         "duration_seconds": round(seconds, 1),
-        "steps_per_s": round(steps / seconds, 2),
+        "steps_per_s": round(params.train.steps / seconds, 2),
     }
