@@ -23,8 +23,15 @@ repro: install
 test: install
 	$(RUN) python -m pytest
 
-bench: install
-	$(RUN) python benchmarks/run.py
+# The PyTorch peer (Stable-Baselines3) runs in a venv of its own, timed in the same bench run.
+SB3 := $(CURDIR)/.venv-sb3
+$(SB3)/.installed: benchmarks/sb3-requirements.txt
+	test -x $(SB3)/bin/python || $(PYTHON) -m venv $(SB3)
+	$(SB3)/bin/python -m pip install --quiet -r benchmarks/sb3-requirements.txt
+	touch $@
+
+bench: install $(SB3)/.installed
+	$(RUN) python benchmarks/run.py --sb3-python $(SB3)/bin/python
 
 # Re-resolve the dependency ranges in pyproject.toml and pin the result.
 lock:
@@ -37,4 +44,4 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:
-	rm -rf $(VENV) data mlflow.db mlruns .pytest_cache
+	rm -rf $(VENV) $(SB3) data mlflow.db mlruns .pytest_cache

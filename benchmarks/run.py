@@ -1,9 +1,11 @@
-"""Throughput benchmark: keras-rl2's DQNAgent against ours, replay memory, evaluation, seed preset.
+"""Throughput benchmark: keras-rl2's DQNAgent against ours, Stable-Baselines3, replay memory, evaluation, seed preset.
 
-Same settings for both agents, in one process: the default params (Nature CNN, dueling, double
-DQN, batch 32, a gradient step every 4 env steps) with warmup 1000. keras-rl2 runs as in its
-Atari example (DQNAgent + SequentialMemory); ours is FastDQNAgent + ReplayMemory, in float32
-(the default) and with `agent.precision: bfloat16`. Run with `make bench`; prints one table.
+Same settings for every agent: Nature CNN, batch 32, a gradient step every 4 env steps, warmup
+1000. keras-rl2 runs as in its Atari example (DQNAgent + SequentialMemory, one-step uniform
+replay); ours runs the same algorithm (FastDQNAgent + ReplayMemory, `n_step: 1`, uniform), then
+the defaults (3-step returns, prioritized replay), then the defaults in bfloat16. SB3's DQN
+(PyTorch) runs in its own venv, in the same bench run, when one is given (`make bench` makes it).
+Run with `make bench`; prints one table.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import json
 import platform
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,16 +29,20 @@ from invaders.config import Params, load_params
 from invaders.envs import RLEnv, action_count, make_env, observation_shape
 from invaders.evaluation import play_agent, use_one_thread
 from invaders.model import build_q_network
-from invaders.replay import ReplayMemory
+from invaders.replay import PrioritizedReplayMemory, ReplayMemory
 
 WARMUP = 1000
 
 
-def _params(steps: int) -> Params:
+def _params(steps: int, **agent) -> Params:
+    """The defaults with warmup 1000 and `steps`; `agent` overrides agent params."""
     return Params().model_copy(update={
-        "agent": Params().agent.model_copy(update={"warmup_steps": WARMUP}),
+        "agent": Params().agent.model_copy(update={"warmup_steps": WARMUP, **agent}),
         "train": Params().train.model_copy(update={"steps": steps}),
     })
+
+
+ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": Params().agent.prioritized.model_copy(update={"enabled": False})}
 
 
 def _agent(params: Params, agent_class, training: bool = True):
@@ -81,15 +89,20 @@ def seed_preset_seconds_per_1000(steps: int) -> float:
 
 
 def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
-    """Bytes per transition (from the buffers' nbytes), batch-of-32 sampling latency for both memories."""
+    """Bytes per transition (from the buffers' nbytes), batch-of-32 sampling latency for every memory,
+    and the prioritized memory's priority update for a batch."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (512, 84, 84), dtype=np.uint8)
     ours = ReplayMemory(transitions, window_length=4, seed=0)
+    prioritized = PrioritizedReplayMemory(transitions, window_length=4, seed=0, n_step=3)
     theirs = load_rl().SequentialMemory(limit=transitions, window_length=4)
     for i in range(transitions):
         done = i % 400 == 399  # episodes of 400 steps
-        for memory in (ours, theirs):
+        for memory in (ours, prioritized, theirs):
             memory.append(frames[i % 512], i % 6, 1.0, done)
+    for _ in range(transitions // 32):  # priorities spread out as in training
+        batch = prioritized.sample_batch(32, 0.5)
+        prioritized.update_priorities(batch.positions, rng.exponential(1.0, 32))
 
     def median_ms(sample) -> float:
         times = []
@@ -103,11 +116,25 @@ def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
         batch = theirs.sample(32)
         return (np.asarray([e.state0 for e in batch], np.uint8), np.asarray([e.state1 for e in batch], np.uint8))
 
+    batch = prioritized.sample_batch(32, 0.5)
+    errors = rng.exponential(1.0, 32)
     return {
         "bytes": ours.nbytes() / transitions,
         "ours_ms": median_ms(lambda: ours.sample_batch(32)),
+        "prioritized_ms": median_ms(lambda: prioritized.sample_batch(32, 0.5)),
+        "update_ms": median_ms(lambda: prioritized.update_priorities(batch.positions, errors)),
         "theirs_ms": median_ms(keras_rl2_batch),
     }
+
+
+def sb3_rates(python: str | None, steps: int) -> dict | None:
+    """SB3's DQN at the same settings, in its own interpreter (a venv with PyTorch); None without one."""
+    if not python or not Path(python).exists():
+        return None
+    script = Path(__file__).with_name("sb3_dqn.py")
+    out = subprocess.run([python, str(script), "--steps", str(steps), "--json"], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def eval_rate(params: Params, episodes: int) -> float:
@@ -146,29 +173,41 @@ def main() -> None:
     parser.add_argument("--seed-steps", type=int, default=300, help="seed-preset training steps timed (default 300)")
     parser.add_argument("--replay-transitions", type=int, default=100_000,
                         help="transitions in the sampled memories (default 100000, the default memory_limit)")
+    parser.add_argument("--sb3-python", default=os.environ.get("SB3_PYTHON"),
+                        help="python of a venv with Stable-Baselines3 (benchmarks/sb3-requirements.txt): its DQN"
+                             " is timed in the same run (default $SB3_PYTHON; none: skipped)")
     args = parser.parse_args()
-    params = _params(args.steps)
+    same_as_keras_rl2 = _params(args.steps, **ONE_STEP_UNIFORM)
+    defaults = _params(args.steps)
     rl = load_rl()
     load = os.getloadavg()[0]
 
-    plain_all, plain_after = train_rates(params, rl.DQNAgent)
-    fast_all, fast_after = train_rates(params, FastDQNAgent)
-    bf16 = params.model_copy(update={"agent": params.agent.model_copy(update={"precision": "bfloat16"})})
+    plain_all, plain_after = train_rates(same_as_keras_rl2, rl.DQNAgent)
+    fast_all, fast_after = train_rates(same_as_keras_rl2, FastDQNAgent)
+    full_all, full_after = train_rates(defaults, FastDQNAgent)
+    bf16 = defaults.model_copy(update={"agent": defaults.agent.model_copy(update={"precision": "bfloat16"})})
     bf16_all, bf16_after = train_rates(bf16, FastDQNAgent)
+    sb3 = sb3_rates(args.sb3_python, args.steps)
     replay = replay_numbers(args.replay_transitions, 2000)
-    evaluate = eval_rate(params, args.eval_episodes)
+    evaluate = eval_rate(defaults, args.eval_episodes)
     seed = seed_preset_seconds_per_1000(args.seed_steps)
 
+    after = f"after warmup {WARMUP}"
     rows = [
-        ("training, env steps/s (all steps)", f"{plain_all:.1f}", f"{fast_all:.1f}", fast_all / plain_all),
-        (f"training, env steps/s (after warmup {WARMUP})", f"{plain_after:.1f}", f"{fast_after:.1f}",
+        ("training, one-step uniform, env steps/s (all steps)", f"{plain_all:.1f}", f"{fast_all:.1f}",
+         fast_all / plain_all),
+        (f"training, one-step uniform, env steps/s ({after})", f"{plain_after:.1f}", f"{fast_after:.1f}",
          fast_after / plain_after),
-        ("training, agent.precision bfloat16 (all steps)", "-", f"{bf16_all:.1f}", bf16_all / plain_all),
-        ("training, agent.precision bfloat16 (after warmup)", "-", f"{bf16_after:.1f}", bf16_after / plain_after),
+        ("training, defaults: 3-step + prioritized (all steps)", "-", f"{full_all:.1f}", full_all / plain_all),
+        (f"training, defaults: 3-step + prioritized ({after})", "-", f"{full_after:.1f}", full_after / plain_after),
+        ("training, defaults in bfloat16 (all steps)", "-", f"{bf16_all:.1f}", bf16_all / plain_all),
+        (f"training, defaults in bfloat16 ({after})", "-", f"{bf16_after:.1f}", bf16_after / plain_after),
         ("replay: bytes per transition (84x84)", "-", f"{replay['bytes']:.0f}", None),
         ("replay: sample a batch of 32, ms (median)", f"{replay['theirs_ms']:.3f}", f"{replay['ours_ms']:.3f}",
          replay["theirs_ms"] / replay["ours_ms"]),
-        (f"evaluation, env steps/s (ε = {params.evaluate.epsilon})", "-", f"{evaluate:.1f}", None),
+        ("replay: prioritized, sample a batch of 32, ms (median)", "-", f"{replay['prioritized_ms']:.3f}", None),
+        ("replay: prioritized, update 32 priorities, ms (median)", "-", f"{replay['update_ms']:.3f}", None),
+        (f"evaluation, env steps/s (ε = {defaults.evaluate.epsilon})", "-", f"{evaluate:.1f}", None),
         ("seed preset training, s per 1000 steps", "-", f"{seed:.1f}", None),
     ]
     print(f"machine: {_cpu_name()}, {platform.machine()}, {os.cpu_count()} cores;"
@@ -182,6 +221,14 @@ def main() -> None:
     for name, theirs, ours, ratio in rows:
         speedup = f"{ratio:.1f}x" if ratio else "-"
         print(f"| {name:<{width}} | {theirs:>9} | {ours:>9} | {speedup:>8} |")
+    if sb3 is None:
+        print("Stable-Baselines3: skipped (no --sb3-python / SB3_PYTHON; `make bench` makes .venv-sb3)")
+        return
+    print(f"Stable-Baselines3 DQN (torch {sb3['torch']}, {sb3['threads']} threads), same run:"
+          f" {sb3['all']:.1f} env steps/s (all steps), {sb3['after_warmup']:.1f} ({after}).")
+    print(f"invaders' defaults (3-step + prioritized, double DQN, dueling) against it:"
+          f" {full_all / sb3['all']:.2f}x (all steps), {full_after / sb3['after_warmup']:.2f}x ({after});"
+          f" one-step uniform: {fast_all / sb3['all']:.2f}x, {fast_after / sb3['after_warmup']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Stable-Baselines3's DQN (PyTorch) at the settings of `benchmarks/run.py`, for the comparison in the README.
 
-Not part of `make bench`: it needs PyTorch, which the project does not depend on. Run it in a
-venv of its own:
+It needs PyTorch, which the project does not depend on, so `make bench` runs it in a venv of its
+own (`.venv-sb3`, from `benchmarks/sb3-requirements.txt`) in the same bench run, and prints its
+rates beside ours. By hand:
 
-    python3.11 -m venv /tmp/sb3
-    /tmp/sb3/bin/pip install "stable-baselines3==2.*" ale-py==0.12.1 gymnasium==1.4.0 opencv-python-headless
-    /tmp/sb3/bin/python benchmarks/sb3_dqn.py
+    python3.11 -m venv .venv-sb3 && .venv-sb3/bin/pip install -r benchmarks/sb3-requirements.txt
+    .venv-sb3/bin/python benchmarks/sb3_dqn.py --json
 
 Same environment (sticky actions 0.25, SB3's Atari wrapper: frame skip 4, 84x84 grayscale,
 4 stacked frames), Nature CNN, batch 32, a gradient step every 4 env steps, warmup 1000, replay
@@ -14,6 +14,7 @@ its gradient steps does one forward pass of the batch less than ours: the compar
 """
 
 import argparse
+import json
 import time
 
 import ale_py
@@ -41,6 +42,7 @@ class WarmupEnd(BaseCallback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="training steps (default 5000)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line (for benchmarks/run.py)")
     args = parser.parse_args()
     gym.register_envs(ale_py)
     env = VecFrameStack(make_atari_env("ALE/SpaceInvaders-v5", n_envs=1, seed=0,
@@ -51,9 +53,13 @@ def main() -> None:
     start = time.perf_counter()
     model.learn(args.steps, callback=warmup_end)
     end = time.perf_counter()
-    print(f"stable-baselines3 DQN, torch {torch.__version__} on {torch.get_num_threads()} threads:"
-          f" {args.steps / (end - start):.1f} env steps/s (all steps),"
-          f" {(args.steps - WARMUP) / (end - warmup_end.mark):.1f} after warmup {WARMUP}")
+    rates = {"all": args.steps / (end - start), "after_warmup": (args.steps - WARMUP) / (end - warmup_end.mark),
+             "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.json:
+        print(json.dumps(rates))
+        return
+    print(f"stable-baselines3 DQN, torch {rates['torch']} on {rates['threads']} threads:"
+          f" {rates['all']:.1f} env steps/s (all steps), {rates['after_warmup']:.1f} after warmup {WARMUP}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def test_flat_params_have_dotted_keys(default_params):
         ({"model": {"dueling": "sum"}}, "model.dueling"),
         ({"env": {"id": "ALE/SpaceInvader-v5"}}, "env.id: 'ALE/SpaceInvader-v5' is not a registered ALE environment"),
         ({"env": {"id": "CartPole-v1"}}, "env.id"),
-        ({"agent": {"warmup_steps": 200_000}}, "agent.warmup_steps (200000) must be less than train.steps"),
+        ({"agent": {"warmup_steps": 400_000}}, "agent.warmup_steps (400000) must be less than train.steps"),
         ({"agent": {"memory_limit": 16}}, "memory_limit (16) must be at least batch_size (32)"),
         ({"agent": {"warmup_steps": 4}}, "warmup_steps (4) must be at least 32"),
         ({"model": {"architecture": "seed"}}, "model.architecture 'seed' needs env.observation 'raw'"),
@@ -85,3 +85,12 @@ def test_stage_with_bad_params_exits_2_with_one_line_and_writes_nothing(tmp_path
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: params.yaml: ") and "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_each_random_stream_has_its_own_seed(default_params):
+    """Training env, validation, baseline, evaluation and replay sampling never share episodes."""
+    streams = ("train", "validation", "baseline", "evaluate", "replay")
+    seeds = {s: parse_params(merge(default_params, {"seed": s})) for s in (0, 1)}
+    derived = [p.stream_seed(name) for p in seeds.values() for name in streams]
+    assert len(set(derived)) == 10 and all(0 <= d < 2**31 for d in derived)
+    assert seeds[0].stream_seed("evaluate") == parse_params(default_params).stream_seed("evaluate")

@@ -51,6 +51,43 @@ def test_outputs_have_their_schemas(project):
     assert not list(data.rglob(".*tmp*"))  # no temporary files left behind
 
 
+def test_the_best_validated_network_is_kept(project, monkeypatch):
+    """Validation every 100 steps and at the end (300) on the validation stream; model.keras is the
+    best round's network, last.keras the last one's, and metrics.json says which step it came from."""
+    monkeypatch.chdir(project)
+    import mlflow
+
+    from invaders.agent import build_agent
+    from invaders.config import load_params
+    from invaders.evaluation import play_agent, score_summary
+    from invaders.model import load_network
+
+    rows = (project / "data" / "train" / "validation.csv").read_text().splitlines()
+    assert rows[0] == "step,mean_reward,std_reward,best"
+    rounds = [dict(zip(rows[0].split(","), line.split(","))) for line in rows[1:]]
+    assert [int(r["step"]) for r in rounds] == [100, 200, 300]
+    scores = [float(r["mean_reward"]) for r in rounds]
+    best = scores.index(max(scores))  # the first of ties
+    assert [r["best"] == "True" for r in rounds] == [s > max(scores[:i], default=-1) for i, s in enumerate(scores)]
+    summary = json.loads((project / "data" / "train" / "metrics.json").read_text())
+    assert (summary["keep"], summary["selected_step"], summary["selected_val_mean_reward"]) == (
+        "best", 100 * (best + 1), scores[best])
+
+    # Replaying the validation protocol on the kept network gives the score it was selected with.
+    params = load_params()
+    agent = build_agent(load_network("data/train/model.keras"), params, training=False)
+    replayed = score_summary(play_agent(agent, params.env, params.train.eval_episodes,
+                                        params.stream_seed("validation")))
+    assert replayed["mean_reward"] == scores[best]
+    same = (project / "data/train/model.keras").read_bytes() == (project / "data/train/last.keras").read_bytes()
+    assert same == (best == 2)
+
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    run_id = json.loads(Path("data/train/mlflow_run.json").read_text())["run_id"]
+    history = mlflow.MlflowClient().get_metric_history(run_id, "val_mean_reward")
+    assert sorted((m.step, m.value) for m in history) == list(zip([100, 200, 300], scores))
+
+
 def test_dvc_metrics_show_and_nothing_left_to_do(project):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     metrics = {Path(k).as_posix(): v["data"] for k, v in shown[""]["data"].items()}
@@ -60,7 +97,7 @@ def test_dvc_metrics_show_and_nothing_left_to_do(project):
     assert ran_stages(run(["dvc", "repro"], project).stdout) == []
     assert "up to date" in run(["dvc", "status"], project).stdout
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
-    assert {"training_reward", "evaluation_vs_baseline"} <= set(plots)
+    assert {"training_reward", "validation_score", "evaluation_vs_baseline"} <= set(plots)
 
 
 def test_a_stage_that_fails_leaves_the_earlier_outputs(project):

@@ -14,9 +14,11 @@ import pytest
 import yaml
 from conftest import REPO, TINY, make_project, merge, ran_stages, run, tool_env
 
-# Long enough to kill part-way: checkpoints at steps 150, 300 and 450.
+# Long enough to kill part-way: checkpoints at steps 150, 300 and 450, validation every 100 steps. The
+# defaults' n-step returns, prioritized replay and best-network selection are on.
 PARAMS = merge(TINY, {"train": {"steps": 600, "checkpoint_every": 150}})
-TRAIN_OUTPUTS = ["data/train/model.keras", "data/train/history.csv", "data/train/metrics.json"]
+TRAIN_OUTPUTS = ["data/train/model.keras", "data/train/last.keras", "data/train/history.csv",
+                 "data/train/validation.csv", "data/train/metrics.json"]
 OUTPUTS = TRAIN_OUTPUTS + ["data/baseline/episodes.csv", "data/baseline/metrics.json", "data/eval/episodes.csv",
                            "data/eval/metrics.json", "data/eval/video/episode.mp4"]
 
@@ -103,7 +105,7 @@ def test_killed_training_resumes_to_the_same_outputs(project):
     import mlflow
 
     client = mlflow.MlflowClient()
-    for key in ("episode_reward", "episode_length", "epsilon", "train_loss"):
+    for key in ("episode_reward", "episode_length", "epsilon", "train_loss", "val_mean_reward"):
         histories = [sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
                      for r in (runs[0], runs[-1])]
         assert histories[0] == histories[1] and histories[0], key

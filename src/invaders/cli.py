@@ -1,4 +1,4 @@
-"""`invaders`: play or evaluate an agent (a file or a registry URI), and the retrain script's helpers."""
+"""`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's helpers."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     prm.add_argument("--steps", type=int, help="train.steps")
     prm.add_argument("--seed", type=int, help="seed")
     prm.add_argument("--file", type=Path, default=Path("params.yaml"), help="the params file to write")
+
+    sc = commands.add_parser("scores", help="evaluation scores over several runs (seeds): mean and bootstrap CI")
+    sc.add_argument("runs", nargs="+", type=Path,
+                    help="runs' data directories (each with eval/episodes.csv) or episodes CSV files")
+    sc.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     rep = commands.add_parser("report", help="markdown report of a retrain from data/ (retrain script)")
     rep.add_argument("--data", type=Path, default=Path("data"), help="the pipeline's data directory")
@@ -118,6 +123,24 @@ def params(args: argparse.Namespace) -> None:
     print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed))
 
 
+def scores(args: argparse.Namespace) -> None:
+    import json
+
+    from invaders.evaluation import read_rewards
+    from invaders.scores import summarize
+
+    runs = {str(p): read_rewards(p / "eval" / "episodes.csv" if p.is_dir() else p) for p in args.runs}
+    summary = summarize(runs)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    for name, r in summary["runs"].items():
+        print(f"{name}: mean {r['mean']:.1f} ± {r['std']:.1f} over {r['episodes']} episodes")
+    low, high = summary["ci"]
+    print(f"mean over {len(runs)} runs: {summary['mean']:.1f}, {summary['level']:.0%} bootstrap CI [{low:.1f}, {high:.1f}]"
+          f" ({summary['episodes']} episodes); lowest run {summary['lowest_run_mean']:.1f}")
+
+
 def report(args: argparse.Namespace) -> None:
     from invaders.retrain import beats_baseline, markdown_report
 
@@ -130,7 +153,7 @@ def report(args: argparse.Namespace) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"play": play, "evaluate": evaluate, "params": params, "report": report}[args.command](args)
+    {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

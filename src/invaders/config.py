@@ -58,7 +58,7 @@ class EpsilonConfig(_Section):
 
 
 class PrioritizedConfig(_Section):
-    enabled: bool = Field(False, description="prioritized experience replay (proportional); off: uniform sampling")
+    enabled: bool = Field(True, description="prioritized experience replay (proportional); off: uniform sampling")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="priority = (|TD error| + epsilon) ** alpha")
     beta_start: float = Field(0.4, gt=0.0, le=1.0, description="importance-sampling exponent, annealed to 1 over training")
     epsilon: float = Field(1e-6, gt=0.0, le=1.0, description="added to |TD error|, so every transition keeps a chance to be drawn")
@@ -74,7 +74,7 @@ class AgentConfig(_Section):
     target_update: int = Field(1_000, ge=1, description="steps between hard target-network updates")
     train_interval: int = Field(4, ge=1, description="env steps per gradient step")
     double_dqn: bool = True
-    n_step: int = Field(1, ge=1, le=100, description="steps of the return before bootstrapping (1: one-step DQN)")
+    n_step: int = Field(3, ge=1, le=100, description="steps of the return before bootstrapping (1: one-step DQN)")
     prioritized: PrioritizedConfig = PrioritizedConfig()
     delta_clip: float = Field(1.0, gt=0.0, description="Huber loss threshold; .inf gives the squared loss")
     precision: Literal["float32", "bfloat16"] = Field(
@@ -104,7 +104,7 @@ class AgentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(150_000, ge=1, description="agent steps of training")
+    steps: int = Field(300_000, ge=1, description="agent steps of training")
     log_every: int = Field(1_000, ge=1, description="steps between MLflow step-level metrics (loss, mean Q)")
     checkpoint_every: int = Field(10_000, ge=1, description="steps between checkpoints of the whole training state")
     eval_every: int = Field(25_000, ge=1, description="steps between validation rounds (and one at the end)")
@@ -115,7 +115,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        if self.eval_every > self.steps:
+        if self.eval_episodes and self.eval_every > self.steps:
             raise ValueError(f"eval_every ({self.eval_every}) must not exceed steps ({self.steps})")
         if self.keep == "best" and self.eval_episodes == 0:
             raise ValueError("keep 'best' needs validation: eval_episodes must be at least 1 (or keep: last)")

@@ -81,8 +81,12 @@ def markdown_report(data: str | Path) -> str:
     train = data / "train" / "metrics.json"
     if train.is_file():
         t = json.loads(train.read_text())
+        kept = ""
+        if t.get("selected_val_mean_reward") is not None:
+            kept = (f"; kept the network from step {t['selected_step']:,}"
+                    f" (validation mean {t['selected_val_mean_reward']:.1f}, `keep: {t['keep']}`)")
         lines += [f"Trained {t['steps']:,} steps ({t['episodes']} games) at {t['steps_per_s']} steps/s"
-                  f" in {t['duration_seconds'] / 60:.1f} min; MLflow run `{d['run_id']}`.", ""]
+                  f" in {t['duration_seconds'] / 60:.1f} min{kept}; MLflow run `{d['run_id']}`.", ""]
     header = ["", "this agent", "random baseline"]
     rows = [
         ["episodes", str(vs_b["candidate_episodes"]), str(vs_b["rival_episodes"])],

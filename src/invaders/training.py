@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from invaders import checkpoint
-from invaders.agent import build_agent, load_agent, seed_everything
+from invaders.agent import build_agent, load_agent, seed_everything, seeded_global_rngs
 from invaders.compat import load_rl
 from invaders.config import Params
 from invaders.envs import RLEnv, make_env
@@ -37,11 +37,11 @@ class Validator:
     """
 
     def __init__(self, agent, params: Params, state: dict | None = None, best_weights=None):
-        self.params = params
-        self.player = build_agent(agent.model, params, training=False)  # shares the online network
-        state = state or {"rows": [], "best_step": None, "best_score": None}
+        self.params, self.agent = params, agent
+        self.player = None  # a test-mode agent sharing the online network, made on first use
+        state = state or {"rows": [], "best_score": None}
         self.rows: list[dict] = state["rows"]
-        self.best_step, self.best_score = state["best_step"], state["best_score"]
+        self.best_score = state["best_score"]
         self.best_weights = best_weights
 
     @property
@@ -52,14 +52,15 @@ class Validator:
         return self.enabled and step % self.params.train.eval_every == 0
 
     def __call__(self, step: int, sink: MetricsSink) -> None:
-        cfg = self.params.train
-        episodes = play_agent(self.player, self.params.env, cfg.eval_episodes, self.params.stream_seed("validation"),
-                              desc=f"validate@{step}")
+        cfg, seed = self.params.train, self.params.stream_seed("validation")
+        if self.player is None:
+            with seeded_global_rngs(seed):  # Keras seeds new layers' initializers from Python's RNG
+                self.player = build_agent(self.agent.model, self.params, training=False)
+        episodes = play_agent(self.player, self.params.env, cfg.eval_episodes, seed, desc=f"validate@{step}")
         summary = score_summary(episodes)
         best = self.best_score is None or summary["mean_reward"] > self.best_score
         if best:
-            self.best_step, self.best_score = step, summary["mean_reward"]
-            self.best_weights = self.player.model.get_weights()
+            self.best_score, self.best_weights = summary["mean_reward"], self.agent.model.get_weights()
         self.rows.append({"step": step, "mean_reward": summary["mean_reward"], "std_reward": summary["std_reward"],
                           "best": best})
         sink(step, {"val_mean_reward": summary["mean_reward"], "val_std_reward": summary["std_reward"],
@@ -67,12 +68,13 @@ class Validator:
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         arrays = {f"{i:04d}": w for i, w in enumerate(self.best_weights or [])}
-        return {"rows": self.rows, "best_step": self.best_step, "best_score": self.best_score}, arrays
+        return {"rows": self.rows, "best_score": self.best_score}, arrays
 
 
 def train(params: Params, model_path: Path, sink: MetricsSink | None = None, checkpoint_dir: Path | None = None,
           checkpoint_meta: dict | None = None, resume: checkpoint.Checkpoint | None = None):
-    """Train the network at `model_path` for `params.train.steps`; returns (agent, history rows).
+    """Train the network at `model_path` for `params.train.steps`; returns (agent, history rows,
+    validator). The agent holds the last network; `save_networks` writes it and the kept one.
 
     With `checkpoint_dir`, a checkpoint (tagged with `checkpoint_meta`) is written there every
     `train.checkpoint_every` steps. `resume`, a checkpoint from `checkpoint.latest`, continues
