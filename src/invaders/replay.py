@@ -129,7 +129,10 @@ class ReplayMemory(rl.Memory):
         """One training batch. `progress` (the fraction of training done) anneals prioritized
         replay's importance sampling; uniform sampling ignores it."""
         rows = self._draw(batch_size)
-        return Batch(*self._transitions(rows), np.ones(batch_size, np.float32), self._physical(rows - 1))
+        return Batch(*self._transitions(rows), self._weights(rows, progress), self._physical(rows - 1))
+
+    def _weights(self, rows: np.ndarray, progress: float) -> np.ndarray:
+        return np.ones(len(rows), np.float32)
 
     def update_priorities(self, positions: np.ndarray, td_errors: np.ndarray) -> None:
         """Uniform sampling has no priorities; `PrioritizedReplayMemory` sets them from TD errors."""
@@ -158,9 +161,10 @@ class ReplayMemory(rl.Memory):
     def _draw(self, batch_size: int) -> np.ndarray:
         """Row indices (keras-rl2's 1-based `idx`), uniform over rows that start a transition."""
         self._check_enough()
-        return self._redraw_invalid(self._uniform_rows(batch_size))
+        return self._redraw_invalid(self._draw_rows(batch_size))
 
-    def _uniform_rows(self, n: int) -> np.ndarray:
+    def _draw_rows(self, n: int) -> np.ndarray:
+        """`n` rows by this memory's sampling rule (uniform), before they are checked."""
         # The newest n_step rows have no n-step successor yet.
         return self._rng.integers(self.window_length + 1, self._size - self.n_step + 1, size=n)
 
@@ -175,7 +179,7 @@ class ReplayMemory(rl.Memory):
             bad = self._invalid(rows)
             if not bad.any():
                 return rows
-            rows[bad] = self._uniform_rows(int(bad.sum()))
+            rows[bad] = self._draw_rows(int(bad.sum()))
         raise RuntimeError("replay memory: no row starts a valid transition (every transition is terminal)")
 
     def _check_enough(self) -> None:
@@ -300,21 +304,17 @@ class PrioritizedReplayMemory(ReplayMemory):
         if training:  # an episode's repeated last frame never starts a transition: priority 0
             self._tree.set_one(position, 0.0 if follows_terminal else self._max_priority)
 
-    def sample_batch(self, batch_size: int, progress: float = 0.0) -> Batch:
+    def _draw(self, batch_size: int) -> np.ndarray:
         self._check_enough()
-        positions = self._tree.sample(self._rng, batch_size)
-        for _ in range(1000):
-            rows = self._rows(positions)
-            bad = self._invalid(rows)
-            if not bad.any():
-                break
-            positions[bad] = self._tree.find(self._rng.random(int(bad.sum())) * self._tree.total)
-        else:
-            raise RuntimeError("replay memory: no row starts a valid transition")
+        return self._redraw_invalid(self._rows(self._tree.sample(self._rng, batch_size)))  # stratified
+
+    def _draw_rows(self, n: int) -> np.ndarray:
+        return self._rows(self._tree.find(self._rng.random(n) * self._tree.total))
+
+    def _weights(self, rows: np.ndarray, progress: float) -> np.ndarray:
         beta = self.beta_start + (1.0 - self.beta_start) * min(max(progress, 0.0), 1.0)
-        p = self._tree.leaves[positions]
-        weights = (p / p.min()) ** -beta  # (N P(i))^-beta / max_j (N P(j))^-beta
-        return Batch(*self._transitions(rows), weights.astype(np.float32), positions)
+        p = self._tree.leaves[self._physical(rows - 1)]
+        return ((p / p.min()) ** -beta).astype(np.float32)  # (N P(i))^-beta / max_j (N P(j))^-beta
 
     def update_priorities(self, positions: np.ndarray, td_errors: np.ndarray) -> None:
         priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.epsilon) ** self.alpha
