@@ -48,7 +48,7 @@ def test_flat_params_have_dotted_keys(default_params):
         ({"agent": {"prioritized": {"alpha": 1.5}}}, "agent.prioritized.alpha: Input should be less than or equal to 1"),
         ({"agent": {"prioritized": {"beta_start": 0}}}, "agent.prioritized.beta_start: Input should be greater than 0"),
         ({"agent": {"prioritized": {"enabled": "sometimes"}}}, "agent.prioritized.enabled"),
-        ({"train": {"eval_every": 200_000}}, "train: eval_every (200000) must not exceed steps"),
+        ({"train": {"eval_every": 400_000}}, "train: eval_every (400000) must not exceed steps (300000)"),
         ({"train": {"keep": "median"}}, "train.keep: got 'median', allowed: 'best' or 'last'"),
         ({"train": {"eval_episodes": 0}}, "train: keep 'best' needs validation"),
     ],

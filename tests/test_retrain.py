@@ -49,8 +49,8 @@ def test_bad_options_and_params_stop_before_any_work(tmp_path):
     (tmp_path / "presets" / "seed.yaml").write_text((REPO / "presets" / "seed.yaml").read_text())
     too_short = run(["invaders", "params", "--steps", "500"], tmp_path, check=False)
     assert too_short.returncode == 2
-    assert too_short.stderr.strip() == ("error: params.yaml with train.steps=500: agent.warmup_steps (10000) must be"
-                                        " less than train.steps (500)")
+    assert too_short.stderr.strip() == ("error: params.yaml with train.steps=500: train: eval_every (25000) must not"
+                                        " exceed steps (500)")
     unknown = run(["invaders", "params", "--preset", "huge"], tmp_path, check=False)
     assert unknown.stderr.strip() == "error: --preset: no preset 'huge' (allowed: default, seed, or a params file)"
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()  # untouched

@@ -32,7 +32,7 @@ def server(tmp_path_factory):
          "--port", uri.rsplit(":", 1)[1], "--workers", "1"],
         cwd=store, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded 2-core machine can take minutes to start it
         while True:
             try:
                 urllib.request.urlopen(f"{uri}/health", timeout=2)

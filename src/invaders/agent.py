@@ -154,8 +154,8 @@ class FastDQNAgent(rl.DQNAgent):
                 linear = self.delta_clip * (tf.abs(error) - 0.5 * self.delta_clip)
                 per_sample = tf.where(tf.abs(error) < self.delta_clip, 0.5 * tf.square(error), linear)
             loss = tf.reduce_mean(weights * per_sample)
-        weights = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         # keras-rl2's metrics: 'mae' of Q against the (zero except taken action) target row.
         mae = tf.reduce_mean(tf.abs(taken * returns[:, None] - q))
         mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
@@ -204,13 +204,10 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         value_test=eps.test, nb_steps=eps.anneal_steps,
     )
     if memory is None and training:
-        per = cfg.prioritized
-        memory = (PrioritizedReplayMemory(cfg.memory_limit, cfg.window_length, seed=params.stream_seed("replay"),
-                                          n_step=cfg.n_step, gamma=cfg.gamma, alpha=per.alpha,
+        per, common = cfg.prioritized, {"seed": params.stream_seed("replay"), "n_step": cfg.n_step, "gamma": cfg.gamma}
+        memory = (PrioritizedReplayMemory(cfg.memory_limit, cfg.window_length, **common, alpha=per.alpha,
                                           beta_start=per.beta_start, epsilon=per.epsilon)
-                  if per.enabled else
-                  ReplayMemory(cfg.memory_limit, cfg.window_length, seed=params.stream_seed("replay"),
-                               n_step=cfg.n_step, gamma=cfg.gamma))
+                  if per.enabled else ReplayMemory(cfg.memory_limit, cfg.window_length, **common))
     elif memory is None:  # playing only needs the last window of frames, not a replay memory
         memory = ReplayMemory(cfg.window_length + 3, cfg.window_length)
     agent = agent_class(
