@@ -41,8 +41,10 @@ def main() -> None:
                           log_system_metrics=True) as run:
         if run_id is None:
             mlflow.log_params(params.flat())
-        if resume:  # the same run, or a new one linked to the killed one if the store lost it
-            mlflow.set_tags({"resumed_from_step": resume.meta["step"], "resumed_from_run": resume.meta["run_id"]})
+        if resume:  # the same run; or, if the store lost it, a new one linked to the killed one
+            mlflow.set_tag("resumed_from_step", resume.meta["step"])
+            if run_id is None:
+                mlflow.set_tag("resumed_from_run", resume.meta["run_id"])
         started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)
         agent, history, validator = train(params, MODEL, sink=metrics_sink(run_id), checkpoint_dir=CHECKPOINTS,
                                           checkpoint_meta={"fingerprint": fingerprint, "run_id": run.info.run_id},
