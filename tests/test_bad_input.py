@@ -75,3 +75,18 @@ def test_play_refuses_a_network_for_other_frames_in_one_line(tmp_path):
                              "--params", "seed.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     line = error_line(result)
     assert line.startswith("error: nature.keras: ") and "need input (4, 210, 160, 3)" in line, line
+
+
+@pytest.mark.parametrize("command, option, value, says", [
+    ("play", "--epsilon", "1.5", "--epsilon: must be between 0 and 1 (got 1.5)"),
+    ("evaluate", "--epsilon", "-0.1", "--epsilon: must be between 0 and 1 (got -0.1)"),
+    ("play", "--episodes", "0", "--episodes: must be at least 1 (got 0)"),
+    ("evaluate", "--episodes", "-3", "--episodes: must be at least 1 (got -3)"),
+])
+def test_play_and_evaluate_refuse_bad_options_before_any_work(tmp_path, command, option, value, says):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, "-m", "invaders.cli", command, "--model", "missing.keras", option, value,
+                             "--out" if command == "evaluate" else "--video", "out"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert error_line(result) == f"error: {says}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

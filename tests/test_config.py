@@ -74,7 +74,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_params(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("stage", ["baseline", "build", "train", "evaluate"])
+@pytest.mark.parametrize("stage", ["baseline", "build", "train", "evaluate", "promote"])
 def test_stage_with_bad_params_exits_2_with_one_line_and_writes_nothing(tmp_path, default_params, stage):
     bad = merge(default_params, {"model": {"architecture": "resnet"}, "train": {"steps": -1}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
