@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
+from conftest import merge
 
-from invaders.config import EnvConfig
+from invaders.agent import build_agent
+from invaders.config import EnvConfig, parse_params
 from invaders.envs import RLEnv, action_count, make_env, observation_shape
+from invaders.evaluation import play_agent
+from invaders.model import build_q_network, save_network
+from invaders.training import train
 
 
 @pytest.mark.parametrize("observation", ["deepmind", "raw"])
@@ -15,7 +20,6 @@ def test_adapter_speaks_the_old_gym_api(observation):
     assert len(result) == 4
     obs, reward, done, info = result
     assert obs.shape == observation_shape(cfg) and isinstance(reward, float) and done is False
-    assert info["raw_reward"] == reward
     env.close()
 
 
@@ -67,3 +71,16 @@ def test_life_loss_ends_the_agents_episode_but_not_the_game():
             games += 1
     assert lives_lost == 2  # Space Invaders has three lives: two life losses, then game over
     env.close()
+
+
+def test_training_learns_from_clipped_rewards_while_scores_stay_raw(tmp_path, tiny_params):
+    """Space Invaders pays 5 to 30 points an invader: the replay memory stores sign(reward) (1), the
+    history's per-game score and the evaluation's are the game's own points."""
+    params = parse_params(merge(tiny_params, {"train": {"steps": 400, "eval_every": 400}}))
+    save_network(build_q_network(params.model, (84, 84), 4, 6), tmp_path / "model.keras")
+    agent, history, _ = train(params, tmp_path / "model.keras")
+    stored = agent.memory._rewards[: agent.memory.nb_entries]
+    assert set(np.unique(stored)) <= {-1.0, 0.0, 1.0} and (stored == 1.0).any()
+    assert any(row["reward"] > 1 and row["reward"] % 5 == 0 for row in history)
+    scores = [e.reward for e in play_agent(build_agent(agent.model, params, training=False), params.env, 2, seed=1)]
+    assert any(score > 1 and score % 5 == 0 for score in scores)
