@@ -14,13 +14,11 @@ OUT = Path("data/model")
 def main() -> None:
     params = load_params()  # before TensorFlow is imported: bad params fail fast
     from invaders.agent import seed_everything
-    from invaders.compat import adam
     from invaders.model import build_q_network, save_network, summarize, summary_text
 
     seed_everything(params.seed)  # the initial weights
     model = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
                             action_count(params.env))
-    model.compile(optimizer=adam(params.agent.learning_rate), loss="huber")
     OUT.mkdir(parents=True, exist_ok=True)
     save_network(model, OUT / "model.keras")
     summary = summarize(model)
