@@ -6,6 +6,7 @@ The README's "When something is wrong" table lists these cases; each row names i
 import resource
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -42,15 +43,32 @@ def test_a_full_disk_leaves_the_previous_output_and_no_partial_file(tmp_path):
     assert sorted(p.name for p in model.parent.iterdir()) == ["model.keras"]  # no temporary file left
 
 
-@pytest.mark.parametrize("uri, says", [
-    ("http://127.0.0.1:9", "is not usable"),  # nothing listens there
-    ("nonsense://somewhere", "is not usable"),  # no such store type
+# Inputs every stage checks before it connects to MLflow (their content is never read that far).
+INPUTS = {"data/model/model.keras": "", "data/train/model.keras": "", "data/train/mlflow_run.json": '{"run_id": "r"}',
+          "data/baseline/mlflow_run.json": '{"run_id": "b"}', "data/baseline/metrics.json": '{"mean_reward": 1.0}',
+          "data/eval/episodes.csv": "", "data/baseline/episodes.csv": ""}
+
+
+@pytest.mark.parametrize("name, uri, says", [
+    ("baseline", "http://127.0.0.1:9", "is not usable"),  # nothing listens there
+    ("baseline", "nonsense://somewhere", "is not usable"),  # no such store type
+    ("train", "http://127.0.0.1:9", "is not usable"),
+    ("evaluate", "http://127.0.0.1:9", "is not usable"),
+    ("promote", "http://127.0.0.1:9", "is not usable"),
 ])
-def test_an_unusable_tracking_uri_fails_in_seconds_naming_it(tmp_path, uri, says):
+def test_an_unusable_tracking_uri_fails_in_seconds_naming_it(tmp_path, name, uri, says):
+    """Before any work, and in seconds: MLflow's own retries would take minutes. The bound is generous
+    (a loaded 2-core machine needs about 5 s to import MLflow); a hang or retry loop breaks it."""
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    result = stage("baseline", tmp_path, env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": uri})
+    for path, content in INPUTS.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(content)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    started = time.monotonic()
+    result = stage(name, tmp_path, env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": uri})
+    assert time.monotonic() - started < 30
     assert error_line(result).startswith(f"error: MLflow tracking URI '{uri}' {says}")
-    assert not (tmp_path / "data").exists()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
 
 
 def test_a_network_for_another_game_or_observation_is_refused(tmp_path):
