@@ -1,5 +1,6 @@
 import gymnasium as gym
 import numpy as np
+from conftest import merge
 
 import invaders  # noqa: F401
 from invaders.compat import adam, load_rl
@@ -53,3 +54,30 @@ def test_fit_runs_past_32767_steps_and_stops_on_its_budget():
     assert all(b - a == 10 for a, b in zip(steps, steps[1:]))
     # epsilon annealing reads agent.step: past 32 767 it must keep falling, not jump back to the start
     assert abs(policy.get_current_value() - (1.0 - 0.9 * budget / 40_000)) < 1e-9
+
+
+def test_the_projects_own_training_runs_past_32767_steps_on_ale(tmp_path, tiny_params):
+    """Quirk 5 where it matters: `training.train` (FastDQNAgent, the real ALE game, gradient steps on,
+    prioritized 3-step replay, validation) crosses the int16 boundary and stops on its budget. A tiny
+    linear network keeps it fast; the counting is the same for any network."""
+    import tf_keras
+
+    from invaders.config import parse_params
+    from invaders.model import save_network
+    from invaders.training import train
+
+    inputs = tf_keras.Input((4, 84, 84), dtype="uint8")
+    flat = tf_keras.layers.Flatten()(tf_keras.layers.Rescaling(1 / 255)(inputs))
+    save_network(tf_keras.Model(inputs, tf_keras.layers.Dense(6)(flat)), tmp_path / "tiny.keras")
+    budget = 33_200
+    params = parse_params(merge(tiny_params, {
+        "env": {"max_episode_steps": 2000}, "agent": {"warmup_steps": 32_500, "epsilon": {"anneal_steps": 40_000}},
+        "train": {"steps": budget, "eval_every": 16_600, "log_every": 100}}))
+    logged = []
+    agent, history, validator = train(params, tmp_path / "tiny.keras", sink=lambda step, m: logged.append((step, m)))
+    assert int(agent.step) == budget
+    assert history[-1]["step"] <= budget
+    assert [r["step"] for r in validator.rows] == [16_600, 33_200]
+    trained = [step for step, m in logged if "train_loss" in m]
+    assert trained[0] == 32_600 and trained[-1] == budget  # gradient steps ran past the boundary
+    assert abs(agent.policy.get_current_value() - (1.0 - 0.99 * budget / 40_000)) < 1e-9
