@@ -82,14 +82,18 @@ def _episodes(value: int) -> int:
     return value
 
 
+def _seed(args: argparse.Namespace, params) -> int:
+    """--seed, or the evaluate stage's episode seed, so the default replays that stage's episodes."""
+    return params.stream_seed("evaluate") if args.seed is None else args.seed
+
+
 def play(args: argparse.Namespace) -> None:
     from invaders.evaluation import play_agent, score_summary
 
     _episodes(args.episodes)
     params = _params(args.params)
     agent = _agent(args.model, params, args.epsilon)
-    seed = params.stream_seed("evaluate") if args.seed is None else args.seed
-    episodes = play_agent(agent, params.env, args.episodes, seed, video=args.video)
+    episodes = play_agent(agent, params.env, args.episodes, _seed(args, params), video=args.video)
     for e in episodes:
         print(f"episode {e.episode}: score {e.reward:g} in {e.length} steps")
     summary = score_summary(episodes)
@@ -107,8 +111,7 @@ def evaluate(args: argparse.Namespace) -> None:
     n = _episodes(cfg.episodes if args.episodes is None else args.episodes)
     epsilon = cfg.epsilon if args.epsilon is None else args.epsilon
     agent = _agent(args.model, params, epsilon)
-    episodes = play_agent(agent, params.env, n, params.stream_seed("evaluate") if args.seed is None else args.seed,
-                          video=args.video)
+    episodes = play_agent(agent, params.env, n, _seed(args, params), video=args.video)
     summary = score_summary(episodes)
     if args.out:
         files.write_csv(args.out / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)

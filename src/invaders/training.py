@@ -39,9 +39,7 @@ class Validator:
     def __init__(self, agent, params: Params, state: dict | None = None, best_weights=None):
         self.params, self.agent = params, agent
         self.player = None  # a test-mode agent sharing the online network, made on first use
-        state = state or {"rows": [], "best_score": None}
-        self.rows: list[dict] = state["rows"]
-        self.best_score = state["best_score"]
+        self.rows: list[dict] = state["rows"] if state else []
         self.best_weights = best_weights
 
     @property
@@ -58,17 +56,17 @@ class Validator:
                 self.player = build_agent(self.agent.model, self.params, training=False)
         episodes = play_agent(self.player, self.params.env, cfg.eval_episodes, seed, desc=f"validate@{step}")
         summary = score_summary(episodes)
-        best = self.best_score is None or summary["mean_reward"] > self.best_score
+        best = all(summary["mean_reward"] > r["mean_reward"] for r in self.rows)  # an earlier one wins a tie
         if best:
-            self.best_score, self.best_weights = summary["mean_reward"], self.agent.model.get_weights()
+            self.best_weights = self.agent.model.get_weights()
         self.rows.append({"step": step, "mean_reward": summary["mean_reward"], "std_reward": summary["std_reward"],
                           "best": best})
         sink(step, {"val_mean_reward": summary["mean_reward"], "val_std_reward": summary["std_reward"],
-                    "val_best_mean_reward": self.best_score})
+                    "val_best_mean_reward": max(r["mean_reward"] for r in self.rows)})
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         arrays = {f"{i:04d}": w for i, w in enumerate(self.best_weights or [])}
-        return {"rows": self.rows, "best_score": self.best_score}, arrays
+        return {"rows": self.rows}, arrays
 
 
 def train(params: Params, model_path: Path, sink: MetricsSink | None = None, checkpoint_dir: Path | None = None,
