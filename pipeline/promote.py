@@ -26,6 +26,9 @@ def main() -> None:
     files.write_json(OUT / "decision.json", decision)
     print(f"promote: {decision['model_name']} version {decision['version']} is {decision['alias']}"
           f" ({decision['reason']})")
+    if decision["alias_refused"]:
+        print(f"promote: but the registry did not move the alias: {decision['alias_refused']}"
+              " (an admin, or a user with MANAGE on the model, can: run the stage with their login)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@
 # MLflow: the stages log to $MLFLOW_TRACKING_URI (with MLFLOW_TRACKING_USERNAME/PASSWORD or
 # MLFLOW_TRACKING_TOKEN) if set, else to mlflow.db in the repo.
 # Exit codes: 0 done, 1 the agent does not beat the random baseline, 2 bad options or params,
+# 3 the registry refused to move the alias (a team server user without MANAGE on the model),
 # anything else a failed step.
 set -euo pipefail
 
@@ -132,3 +133,5 @@ fi
 if [ "$gate" = 1 ] && ! invaders report --gate >/dev/null; then
   exit 1
 fi
+# A writer on a team server may register a champion but not crown it: say so, do not pretend.
+invaders report --require-alias >/dev/null

@@ -1,4 +1,5 @@
-"""`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's helpers."""
+"""`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's
+helpers, team server users."""
 
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", type=Path, default=Path("data"), help="the pipeline's data directory")
     rep.add_argument("--gate", action="store_true",
                      help="exit 1 if the agent does not beat the random baseline (after printing the report)")
+    rep.add_argument("--require-alias", action="store_true",
+                     help="exit 3 if the registry refused to move the decided alias (after printing the report)")
+
+    users = commands.add_parser("users", help="team server users (an admin's login in MLFLOW_TRACKING_USERNAME/PASSWORD)")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    add = user_commands.add_parser("add", help="add a user; the password is asked for, or read from stdin")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("reader", "writer", "admin"),
+                     help="reader (browse), writer (run the pipeline) or admin")
+    add.add_argument("--params", type=Path, default=Path("params.yaml"),
+                     help="params file naming the experiment and registered model a writer gets (default params.yaml)")
     return parser
 
 
@@ -145,18 +157,30 @@ def scores(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from invaders.retrain import beats_baseline, markdown_report
+    from invaders.retrain import alias_refused, beats_baseline, markdown_report
 
     print(markdown_report(args.data))
     if args.gate and not beats_baseline(args.data):
         print("gate: the agent does not beat the random baseline", file=sys.stderr)
         sys.exit(1)
+    if args.require_alias and (reason := alias_refused(args.data)):
+        print(f"registry: the alias was not moved: {reason}", file=sys.stderr)
+        sys.exit(3)
+
+
+def users(args: argparse.Namespace) -> None:
+    from invaders.users import add_user, read_password
+
+    params = _params(args.params)
+    print(add_user(args.name, args.role, read_password(args.name), params.mlflow.experiment,
+                   params.promote.model_name))
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report}[args.command](args)
+    {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report,
+     "users": users}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ from functools import wraps
 class UserError(Exception):
     """Bad input: the message is one line naming what is wrong and what is allowed."""
 
+    exit_code = 2
+
 
 def exit_on_user_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Run `main`; a UserError becomes one line on stderr and exit code 2, no traceback."""
+    """Run `main`; a UserError becomes one line on stderr and its exit code (2), no traceback."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
@@ -20,6 +22,6 @@ def exit_on_user_error(main: Callable[..., None]) -> Callable[..., None]:
             return main(*args, **kwargs)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(exc.exit_code)
 
     return wrapper

@@ -121,13 +121,32 @@ def _tag_value(value: object) -> str:
     return "none" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _move_alias(name: str, alias: str, version: str) -> str | None:
+    """Give `version` the alias and take the other one from it. On a team server only an admin or a
+    user with MANAGE on the model may move `champion`: then the reason it was refused, else None."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    other = CHALLENGER if alias == CHAMPION else CHAMPION
+    try:
+        client.set_registered_model_alias(name, alias, version)
+        if (held := version_by_alias(name, other)) is not None and held.version == version:
+            client.delete_registered_model_alias(name, other)
+    except MlflowException as exc:
+        if exc.error_code != "PERMISSION_DENIED":
+            raise
+        return _reason(exc).removeprefix("PERMISSION_DENIED: ")
+    return None
+
+
 def promote(cfg: PromoteConfig, run_id: str, episodes_csv: str | Path, baseline_csv: str | Path) -> dict:
     """Register the training run's model under `cfg.model_name` and give it `champion` or `challenger`.
 
     `episodes_csv` and `baseline_csv` are the evaluation's and the random baseline's episodes.
     Needs `tracking.connect` first. The candidate is compared with the version holding `champion`
     (its recorded scores) if that is another version, and always with the random baseline. A
-    re-evaluated champion that no longer beats the baseline loses the alias.
+    re-evaluated champion that no longer beats the baseline loses the alias. If the registry
+    refuses to move an alias (a writer on a team server), the decision says why in `alias_refused`.
     """
     episodes_csv = Path(episodes_csv)
     rewards, baseline = read_rewards(episodes_csv), read_rewards(baseline_csv)
@@ -141,10 +160,7 @@ def promote(cfg: PromoteConfig, run_id: str, episodes_csv: str | Path, baseline_
 
     rewards_path = _record(version, episodes_csv)
     alias = CHAMPION if decision.promote else CHALLENGER
-    client.set_registered_model_alias(name, alias, version.version)
-    other = CHALLENGER if decision.promote else CHAMPION
-    if (held := version_by_alias(name, other)) is not None and held.version == version.version:
-        client.delete_registered_model_alias(name, other)
+    refused = _move_alias(name, alias, version.version)
 
     vs_b, vs_c = decision.vs_baseline, decision.vs_champion
     summary = {
@@ -161,4 +177,4 @@ def promote(cfg: PromoteConfig, run_id: str, episodes_csv: str | Path, baseline_
     for key, value in {**summary, "model_name": name, "version": str(version.version)}.items():
         client.set_tag(run_id, f"promote.{key}", _tag_value(value))
     return {"model_name": name, "version": str(version.version), "run_id": run_id, "alias": alias,
-            "previous_champion": summary["previous_champion"], **decision.to_dict()}
+            "alias_refused": refused, "previous_champion": summary["previous_champion"], **decision.to_dict()}

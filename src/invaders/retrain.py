@@ -68,6 +68,11 @@ def beats_baseline(data: str | Path) -> bool:
     return bool(_decision(Path(data))["beats_baseline"])
 
 
+def alias_refused(data: str | Path) -> str | None:
+    """Why the registry did not move the decided alias (a writer on a team server), or None."""
+    return _decision(Path(data)).get("alias_refused")
+
+
 def _num(value, fmt: str = ".1f") -> str:
     return "–" if value is None else format(value, fmt)
 
@@ -105,6 +110,8 @@ def markdown_report(data: str | Path) -> str:
         "",
         f"Decision: **{d['alias']}**: {d['reason']}.",
         "",
+        *([f"**The registry did not move the `{d['alias']}` alias**: {d['alias_refused']}.", ""]
+          if d.get("alias_refused") else []),
         f"Rule: champion only if a one-sided Welch t-test on per-episode scores gives p < {d['alpha']:g} against"
         f" {rival}, with at least {d['min_episodes']} episodes on each side.",
         "",

@@ -13,10 +13,18 @@ from invaders.errors import UserError
 # experiment (`dvc exp run --queue`) runs in a temporary copy, but DVC_ROOT still names the
 # original project, so its runs land in the same store as everyone else's.
 STORE_FILE = "mlflow.db"
+# MLflow 3's UI opens a "custom model development" experiment on its runs table, not on GenAI traces.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class TrackingError(UserError):
     pass
+
+
+class TrackingPending(TrackingError):
+    """The outputs are written but the tracking server did not take all of the run: exit code 3."""
+
+    exit_code = 3
 
 
 def tracking_uri() -> str:
@@ -67,25 +75,51 @@ def _env(**values: str):
                 os.environ[k] = v
 
 
+def redact(uri: str) -> str:
+    """`uri` without a password in it (`https://user:secret@host` -> `https://user:***@host`)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def _refusal(exc: Exception, uri: str, experiment: str) -> str:
+    """Why the store refused us, in one line, naming the fix; never the password."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    code = getattr(exc, "error_code", None)
+    if code == "UNAUTHENTICATED":
+        if not user and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
+            return "unauthenticated: the server needs a login (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+        return f"unauthenticated: wrong user name or password for user {user!r}"
+    if code == "PERMISSION_DENIED":
+        return (f"forbidden: user {user!r} may not write to experiment {experiment!r} (a writer needs EDIT on it:"
+                " an admin runs `invaders users add NAME --role writer`)")
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def connect(experiment: str) -> str:
     """Point MLflow at the tracking store and select `experiment`; returns its id.
 
-    An unreachable or wrong store fails here, within seconds, instead of after training.
+    An unreachable or wrong store, bad credentials or a user who may not write there fail here,
+    within seconds, instead of after training: setting the experiment's kind (a model-training
+    experiment, so the UI opens on its runs) is the write that proves the user may write.
     """
     import mlflow
 
     uri, artifact_root = tracking_uri(), _artifact_root()
     mlflow.set_tracking_uri(uri)  # which also sets MLFLOW_TRACKING_URI
-    # Only for this first call: no retries with back-off, a short timeout.
+    # Only for these first calls: no retries with back-off, a short timeout.
     with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), _store_lock(uri):
         try:
             if mlflow.get_experiment_by_name(experiment) is None:
                 mlflow.create_experiment(experiment, artifact_location=artifact_root)
-            return mlflow.set_experiment(experiment).experiment_id
+            experiment_id = mlflow.set_experiment(experiment).experiment_id
+            mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            return experiment_id
         except Exception as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: {reason}") from None
-
+            raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is not usable: {_refusal(exc, uri, experiment)}") from None
 
 
 def log_output_hashes(*paths: str | Path) -> None:
@@ -107,9 +141,33 @@ def run_exists(run_id: str) -> bool:
         return False
 
 
-def metrics_sink(resumed_run_id: str | None = None):
-    """`sink(step, metrics)` logging to the active run. Resuming a killed run, it skips the points
-    the run already has: those logged between its last checkpoint and the kill, which the resumed
+def start_run(experiment_id: str, run_id: str | None, name: str, tags: dict[str, str]) -> str:
+    """A new run in the experiment (with MLflow's usual source, user and git tags), or the killed
+    run `run_id` running again. Returns its id; nothing about it is active in this process."""
+    import mlflow
+    from mlflow.tracking.context.registry import resolve_tags
+
+    client = mlflow.MlflowClient()
+    if run_id:
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    return client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags)).info.run_id
+
+
+def end_run(run_id: str, status: str) -> None:
+    """Mark a run that stopped early FAILED or KILLED, if the server answers (a kill -9 marks nothing)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().set_terminated(run_id, status)
+    except (MlflowException, OSError):
+        pass
+
+
+def metrics_sink(outbox, resumed_run_id: str | None = None):
+    """`sink(step, metrics)` into the run's outbox. Resuming a killed run, it skips the points the
+    run already has: those logged between its last checkpoint and the kill, which the resumed
     training computes again, with the same values."""
     import mlflow
 
@@ -122,6 +180,6 @@ def metrics_sink(resumed_run_id: str | None = None):
     def sink(step: int, metrics: dict[str, float]) -> None:
         fresh = {key: value for key, value in metrics.items() if step > last.get(key, -1)}
         if fresh:
-            mlflow.log_metrics(fresh, step=step)
+            outbox.log_metrics(fresh, step=step)
 
     return sink

@@ -1,0 +1,347 @@
+"""The team server as a team runs it: `scripts/mlflow-server.sh --local-postgres` (a real PostgreSQL
+cluster and a real MLflow server with logins), users made with `invaders users add`, the pipeline
+and the retrain script run by a writer, a reader and an admin, and the server going away mid-run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, TINY, make_project, merge, ran_stages, run
+
+ADMIN_PASSWORD = "admin-secret-8f3c1e"
+WRITER, WRITER_PASSWORD = "wanda", "writer-secret-51d0ab"
+READER, READER_PASSWORD = "reggie", "reader-secret-c7e92f"
+SECRETS = (ADMIN_PASSWORD, WRITER_PASSWORD, READER_PASSWORD)
+# Enough episodes a side for the promotion rule (promote.min_episodes 5).
+PARAMS = merge(TINY, {"baseline": {"episodes": 6}, "evaluate": {"episodes": 6}})
+# Wall-clock metrics differ between any two runs; every other point must be the same.
+WALL_CLOCK = ("steps_per_s", "train_duration_seconds", "train_steps_per_s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def no_secret_in(*texts: str) -> None:
+    for text in texts:
+        assert not any(secret in text for secret in SECRETS)
+
+
+class TeamServer:
+    """scripts/mlflow-server.sh --local-postgres DIR, started and stopped as a user would."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process, self.starts = None, 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.root / f"server-{self.starts}.log", "w")
+        env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        self.process = subprocess.Popen(
+            ["bash", str(REPO / "scripts" / "mlflow-server.sh"), "--local-postgres", str(self.root / "pg"),
+             "--port", str(self.port), "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 240  # a loaded 2-core machine can take minutes
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2)
+                return
+            except OSError:
+                assert self.process.poll() is None, self.log()
+                assert time.monotonic() < deadline, "the server did not start\n" + self.log()
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        """SIGTERM, as Ctrl-C or a service manager would; the script stops MLflow and PostgreSQL."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        left = subprocess.run(["pgrep", "-f", str(self.root / "pg")], capture_output=True, text=True).stdout
+        server = subprocess.run(["pgrep", "-f", f"--port {self.port}"], capture_output=True, text=True).stdout
+        assert left == "" and server == "", f"processes left behind: {left} {server}"
+
+    def log(self) -> str:
+        return "".join(p.read_text() for p in sorted(self.root.glob("server-*.log")))
+
+    def env(self, user: str | None = None, password: str | None = None) -> dict[str, str]:
+        env = {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+        if user:
+            env.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
+        return env
+
+    def admin(self) -> dict[str, str]:
+        return self.env("admin", ADMIN_PASSWORD)
+
+    def writer(self) -> dict[str, str]:
+        return self.env(WRITER, WRITER_PASSWORD)
+
+    def reader(self) -> dict[str, str]:
+        return self.env(READER, READER_PASSWORD)
+
+    def client(self, who: dict[str, str]):
+        """An MlflowClient as `who` (MLflow reads the login from the environment at each request)."""
+        import mlflow
+
+        os.environ.update(who)
+        return mlflow.MlflowClient(self.uri)
+
+
+@pytest.fixture(scope="module")
+def server():
+    # Not under pytest's tmp dir: its 0700 parents would keep the `postgres` OS user out.
+    root = Path(tempfile.mkdtemp(prefix="invaders-team-"))
+    root.chmod(0o755)
+    team = TeamServer(root)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    team.start()
+    try:
+        for name, role, password in ((WRITER, "writer", WRITER_PASSWORD), (READER, "reader", READER_PASSWORD)):
+            added = subprocess.run([str(REPO / ".venv" / "bin" / "invaders"), "users", "add", name, "--role", role],
+                                   input=password + "\n", capture_output=True, text=True, cwd=REPO,
+                                   env={**os.environ, **team.admin()}, timeout=120)
+            assert added.returncode == 0, added.stderr
+            no_secret_in(added.stdout, added.stderr)
+        yield team
+    finally:
+        team.stop()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    no_secret_in(team.log())
+    subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def histories(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    run = client.get_run(run_id)
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+            for key in run.data.metrics if not key.startswith("system/") and key not in WALL_CLOCK}
+
+
+@pytest.fixture(scope="module")
+def writer_project(server, tmp_path_factory):
+    """The tiny pipeline through scripts/retrain.sh, run by a writer against the team server."""
+    root = tmp_path_factory.mktemp("writer")
+    make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), repro=False)
+    done = run(["bash", "scripts/retrain.sh", "--no-gate"], root, **server.writer())
+    assert ran_stages(done.stdout) == ["baseline", "build", "train", "evaluate", "promote"]
+    no_secret_in(done.stdout, done.stderr)
+    return root
+
+
+def test_a_writer_runs_the_pipeline_and_everything_is_on_the_server(server, writer_project):
+    import mlflow
+
+    from invaders.model import load_network
+
+    assert not (writer_project / "mlflow.db").exists() and not (writer_project / "mlruns").exists()
+    client = server.client(server.reader())  # a reader browses it all
+    experiment = client.get_experiment_by_name("invaders")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
+    train = runs["train"]
+    assert set(runs) == {"baseline", "train"} and train.info.status == "FINISHED"
+    assert train.data.tags["mlflow.user"] and train.data.params["train.steps"] == "300"
+    assert train.info.run_id == json.loads((writer_project / "data/train/mlflow_run.json").read_text())["run_id"]
+    got = histories(client, train.info.run_id)
+    history = (writer_project / "data/train/history.csv").read_text().splitlines()[1:]
+    assert [s for s, _ in got["episode_reward"]] == [int(line.split(",")[1]) for line in history]
+    assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
+    assert got["eval_mean_reward"] == [(1, json.loads((writer_project / "data/eval/metrics.json").read_text())["mean_reward"])]
+    assert any(k.startswith("system/") for k in train.data.metrics)
+    artifacts = server.root / "pg" / "artifacts"  # proxied through the server into its store
+    assert list(artifacts.rglob("history.csv")) and list(artifacts.rglob("episode.mp4"))
+
+    decision = json.loads((writer_project / "data/promote/decision.json").read_text())
+    assert decision["alias"] == "challenger" and decision["alias_refused"] is None  # a writer may set that one
+    version = client.get_model_version_by_alias("invaders-dqn", "challenger")
+    assert version.run_id == train.info.run_id
+    mlflow.set_tracking_uri(server.uri)  # models:/ URIs resolve against the global one
+    try:
+        registered = mlflow.tensorflow.load_model("models:/invaders-dqn@challenger")
+    finally:
+        mlflow.set_tracking_uri("")
+    x = np.random.default_rng(0).integers(0, 256, (4, 4, 84, 84), dtype=np.uint8)
+    local = load_network(writer_project / "data/train/model.keras")
+    np.testing.assert_allclose(registered.predict_on_batch(x), local.predict_on_batch(x), rtol=1e-6)
+
+
+def always_right_fire(path: Path) -> None:
+    """Turn the trained network at `path` into one that always picks RIGHTFIRE (action 4), which
+    clearly beats random play: zero output weights, that action's bias highest."""
+    from invaders.model import load_network, save_network
+
+    model = load_network(path)
+    kernel, bias = model.layers[-1].get_weights()
+    bias = np.zeros_like(bias)
+    bias[4] = 1.0
+    model.layers[-1].set_weights([np.zeros_like(kernel), bias])
+    save_network(model, path)
+
+
+def test_only_an_admin_crowns_the_champion(server, writer_project):
+    """A writer's agent that earns `champion`: the decision is recorded, the alias is not moved, and
+    retrain.sh says so with exit 3; the same promote stage run by the admin moves it."""
+    always_right_fire(writer_project / "data/train/model.keras")
+    run(["dvc", "commit", "-f", "train"], writer_project)  # as if train had made it
+    refused = run(["bash", "scripts/retrain.sh"], writer_project, check=False, **server.writer())
+    assert refused.returncode == 3, refused.stderr[-2000:]
+    assert ran_stages(refused.stdout) == ["evaluate", "promote"]
+    assert refused.stderr.strip().splitlines()[-1].startswith("registry: the alias was not moved: moving the"
+                                                              " 'champion' alias of registered model 'invaders-dqn'")
+    assert "**The registry did not move the `champion` alias**" in refused.stdout
+    decision = json.loads((writer_project / "data/promote/decision.json").read_text())
+    assert decision["alias"] == "champion" and decision["beats_baseline"] and "MANAGE" in decision["alias_refused"]
+    client = server.client(server.reader())
+    with pytest.raises(Exception, match="not found|RESOURCE_DOES_NOT_EXIST|INVALID_PARAMETER_VALUE"):
+        client.get_model_version_by_alias("invaders-dqn", "champion")
+
+    crowned = run(["python", "pipeline/promote.py"], writer_project, **server.admin())
+    assert "is champion" in crowned.stdout and "did not move" not in crowned.stdout
+    version = server.client(server.reader()).get_model_version_by_alias("invaders-dqn", "champion")
+    assert version.version == decision["version"]
+    no_secret_in(refused.stdout, refused.stderr, crowned.stdout, crowned.stderr)
+
+
+@pytest.mark.parametrize("who, reason", [
+    ("nobody", "unauthenticated: the server needs a login"),
+    ("wrong", f"unauthenticated: wrong user name or password for user '{WRITER}'"),
+    ("reader", f"forbidden: user '{READER}' may not write to experiment 'invaders'"),
+])
+def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path, who, reason):
+    env = {"nobody": server.env(), "wrong": server.env(WRITER, "not-the-password"), "reader": server.reader()}[who]
+    make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), repro=False)
+    started = time.monotonic()
+    failed = run(["python", "pipeline/baseline.py"], tmp_path, check=False, **env)
+    assert failed.returncode == 2 and time.monotonic() - started < 30
+    assert failed.stderr.strip() == f"error: MLflow tracking URI '{server.uri}' is not usable: {reason}" + (
+        " (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)" if who == "nobody" else
+        " (a writer needs EDIT on it: an admin runs `invaders users add NAME --role writer`)" if who == "reader" else "")
+    assert not (tmp_path / "data").exists()
+    no_secret_in(failed.stdout, failed.stderr)
+
+
+def wait_for_training(server, experiment: str, runs: int) -> None:
+    """Until `runs` training runs on the server have logged their first points."""
+    client = server.client(server.admin())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is not None:
+            started = [r for r in client.search_runs([exp.experiment_id], "tags.stage = 'train'")
+                       if "epsilon" in r.data.metrics]
+            if len(started) >= runs:
+                return
+        time.sleep(0.5)
+    raise AssertionError("training did not start")
+
+
+def writer_experiment(server, name: str) -> None:
+    """An experiment of the test's own, so the writer project's runs stay apart; the writer may write to it."""
+    from mlflow.server import get_app_client
+
+    experiment_id = server.client(server.admin()).create_experiment(name)
+    get_app_client("basic-auth", tracking_uri=server.uri).grant_user_permission(WRITER, "experiment", experiment_id,
+                                                                                "EDIT")
+
+
+def training_metrics(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    return {k: v for k, v in histories(client, run_id).items() if not k.startswith("eval_")}
+
+
+def finished_with_artifacts(client, run_id: str) -> bool:
+    run = client.get_run(run_id)
+    models = client.search_logged_models([run.info.experiment_id])
+    return (run.info.status == "FINISHED" and any(m.source_run_id == run_id for m in models)
+            and {a.path for a in client.list_artifacts(run_id)} >= {"history.csv", "validation.csv"})
+
+
+def test_two_trainings_survive_the_server_going_away(server, writer_project, tmp_path):
+    """Two pipelines at once; the server (MLflow and PostgreSQL) is stopped while both train and started
+    again 20 s later. Both finish; each run has every point: the one with the writer project's params has
+    exactly its training metrics, the other one a point per game, log window and validation round."""
+    projects = {"same": tmp_path / "same", "other": tmp_path / "other"}
+    base = merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS)
+    for name, root in projects.items():
+        root.mkdir()
+        make_project(root, merge(base, {"mlflow": {"experiment": "outage"}, "seed": 0 if name == "same" else 7}),
+                     repro=False)
+    writer_experiment(server, "outage")
+    results = {}
+
+    def pipeline(name):
+        results[name] = run(["dvc", "repro"], projects[name], check=False, **server.writer())
+
+    threads = [threading.Thread(target=pipeline, args=(name,)) for name in projects]
+    for t in threads:
+        t.start()
+    wait_for_training(server, "outage", runs=2)
+    server.stop()
+    time.sleep(20)
+    server.start()  # the same directory: its users, runs and artifacts are all still there
+    for t in threads:
+        t.join(timeout=600)
+    for name, result in results.items():
+        assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        assert "tracking: the server does not answer" in result.stdout + result.stderr
+        no_secret_in(result.stdout, result.stderr)
+
+    client = server.client(server.reader())
+    run_ids = {name: json.loads((root / "data/train/mlflow_run.json").read_text())["run_id"]
+               for name, root in projects.items()}
+    reference = json.loads((writer_project / "data/train/mlflow_run.json").read_text())["run_id"]
+    assert training_metrics(client, run_ids["same"]) == training_metrics(client, reference)
+    got = histories(client, run_ids["other"])
+    games = (projects["other"] / "data/train/history.csv").read_text().splitlines()[1:]
+    assert [s for s, _ in got["episode_reward"]] == [int(line.split(",")[1]) for line in games]
+    assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
+    assert [s for s, _ in got["epsilon"]] == [100, 200, 300]
+    assert all(finished_with_artifacts(client, run_id) for run_id in run_ids.values())
+
+
+def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, tmp_path):
+    """The server goes away during training and is still away when it ends: the outputs are written,
+    the records kept, exit 3; after it is back, `dvc repro` sends them without training again."""
+    make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()),
+                                 {**PARAMS, "mlflow": {"experiment": "stays-away"}}), repro=False)
+    writer_experiment(server, "stays-away")
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(first=run(
+        ["dvc", "repro"], tmp_path, check=False, INVADERS_TRACKING_WAIT="5", **server.writer())))
+    thread.start()
+    wait_for_training(server, "stays-away", runs=1)
+    server.stop()
+    thread.join(timeout=600)
+    first = outcome["first"]
+    assert first.returncode != 0 and ran_stages(first.stdout) == ["baseline", "build", "train"]
+    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: train: outputs written, but the tracking server does"
+                                                     " not answer")
+    assert "kept in data/train/unsent-tracking.jsonl" in errors[0]
+    out = tmp_path / "data" / "train"
+    assert (out / "unsent-tracking.jsonl").is_file() and (out / "model.keras").is_file()
+    history = (out / "history.csv").read_bytes()
+    no_secret_in(first.stdout, first.stderr, (out / "unsent-tracking.jsonl").read_text())
+
+    server.start()
+    again = run(["dvc", "repro"], tmp_path, **server.writer())
+    assert ran_stages(again.stdout) == ["train", "evaluate", "promote"]
+    assert "train: the outputs are those of the current params and code: nothing to train" in again.stdout
+    assert (out / "history.csv").read_bytes() == history and not (out / "unsent-tracking.jsonl").exists()
+    client = server.client(server.reader())
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    got = histories(client, run_id)
+    assert [s for s, _ in got["episode_reward"]] == [int(x.split(b",")[1]) for x in history.splitlines()[1:]]
+    assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
+    assert finished_with_artifacts(client, run_id)
