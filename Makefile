@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install repro test bench lock mlflow-ui clean
+.PHONY: install repro test bench lock mlflow-ui mlflow-server clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ lock:
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+# A team's server: PostgreSQL, logins (README, Team server); e.g. ARGS="--local-postgres pg".
+mlflow-server: install
+	$(RUN) scripts/mlflow-server.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SB3) data mlflow.db mlruns .pytest_cache

@@ -127,6 +127,40 @@ def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
     }
 
 
+def outbox_costs(records: int) -> dict[str, float]:
+    """The train stage's tracking: microseconds per metrics record on the training thread (the
+    server away, so records pile up as in an outage), and records per second the sending thread
+    delivers to a local SQLite store."""
+    import tempfile
+
+    import mlflow
+
+    from invaders.outbox import Outbox
+
+    metrics = {"epsilon": 0.5, "steps_per_s": 150.0, "train_loss": 0.01, "train_mean_q": 1.0}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{tmp}/bench.db"
+        mlflow.set_tracking_uri(store)
+        run_id = mlflow.MlflowClient().create_run("0").info.run_id
+        mlflow.set_tracking_uri("http://127.0.0.1:9")  # nobody listens there
+        away = Outbox(run_id, Path(tmp) / "spill-away.jsonl", echo=lambda line: None)
+        start = time.perf_counter()
+        for step in range(records):
+            away.log_metrics(metrics, step)
+        put_us = (time.perf_counter() - start) / records * 1e6
+        away.close(0.0)
+        mlflow.set_tracking_uri(store)
+        there = Outbox(run_id, Path(tmp) / "spill.jsonl", echo=lambda line: None)
+        start = time.perf_counter()
+        for step in range(records):
+            there.log_metrics(metrics, step)
+        unsent = there.close(600.0)
+        send_rate = (records - len(unsent)) / (time.perf_counter() - start)
+        mlflow.set_tracking_uri("")
+    return {"put_us": put_us, "send_rate": send_rate}
+
+
 def sb3_rates(python: str | None, steps: int) -> dict | None:
     """SB3's DQN at the same settings, in its own interpreter (a venv with PyTorch); None without one."""
     if not python or not Path(python).exists():
@@ -191,6 +225,7 @@ def main() -> None:
     replay = replay_numbers(args.replay_transitions, 2000)
     evaluate = eval_rate(defaults, args.eval_episodes)
     seed = seed_preset_seconds_per_1000(args.seed_steps)
+    outbox = outbox_costs(20_000)
 
     after = f"after warmup {WARMUP}"
     rows = [
@@ -209,6 +244,8 @@ def main() -> None:
         ("replay: prioritized, update 32 priorities, ms (median)", "-", f"{replay['update_ms']:.3f}", None),
         (f"evaluation, env steps/s (ε = {defaults.evaluate.epsilon})", "-", f"{evaluate:.1f}", None),
         ("seed preset training, s per 1000 steps", "-", f"{seed:.1f}", None),
+        ("tracking outbox: queue a metrics record, µs (server away)", "-", f"{outbox['put_us']:.1f}", None),
+        ("tracking outbox: records sent per s (local SQLite store)", "-", f"{outbox['send_rate']:.0f}", None),
     ]
     print(f"machine: {_cpu_name()}, {platform.machine()}, {os.cpu_count()} cores;"
           f" load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end")

@@ -178,15 +178,14 @@ def test_a_writer_runs_the_pipeline_and_everything_is_on_the_server(server, writ
 
 
 def always_right_fire(path: Path) -> None:
-    """Turn the trained network at `path` into one that always picks RIGHTFIRE (action 4), which
-    clearly beats random play: zero output weights, that action's bias highest."""
+    """Turn the trained (dueling) network at `path` into one that always picks RIGHTFIRE (action 4),
+    which clearly beats random play: the advantage head ignores its input and favours that action."""
     from invaders.model import load_network, save_network
 
     model = load_network(path)
-    kernel, bias = model.layers[-1].get_weights()
-    bias = np.zeros_like(bias)
-    bias[4] = 1.0
-    model.layers[-1].set_weights([np.zeros_like(kernel), bias])
+    head = model.get_layer("advantage")
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.eye(len(bias), dtype=bias.dtype)[4]])
     save_network(model, path)
 
 
