@@ -4,6 +4,7 @@ and the retrain script run by a writer, a reader and an admin, and the server go
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -213,22 +214,25 @@ def test_only_an_admin_crowns_the_champion(server, writer_project):
     no_secret_in(refused.stdout, refused.stderr, crowned.stdout, crowned.stderr)
 
 
-@pytest.mark.parametrize("who, reason", [
-    ("nobody", "unauthenticated: the server needs a login"),
-    ("wrong", f"unauthenticated: wrong user name or password for user '{WRITER}'"),
-    ("reader", f"forbidden: user '{READER}' may not write to experiment 'invaders'"),
-])
-def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path, who, reason):
-    env = {"nobody": server.env(), "wrong": server.env(WRITER, "not-the-password"), "reader": server.reader()}[who]
+def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path):
+    """No login, a wrong password, a reader: one line each naming the URI and the reason, exit 2, in
+    seconds, before any work (nothing written)."""
     make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), repro=False)
-    started = time.monotonic()
-    failed = run(["python", "pipeline/baseline.py"], tmp_path, check=False, **env)
-    assert failed.returncode == 2 and time.monotonic() - started < 30
-    assert failed.stderr.strip() == f"error: MLflow tracking URI '{server.uri}' is not usable: {reason}" + (
-        " (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)" if who == "nobody" else
-        " (a writer needs EDIT on it: an admin runs `invaders users add NAME --role writer`)" if who == "reader" else "")
-    assert not (tmp_path / "data").exists()
-    no_secret_in(failed.stdout, failed.stderr)
+    cases = [
+        (server.env(), "unauthenticated: the server needs a login (set MLFLOW_TRACKING_USERNAME and"
+                       " MLFLOW_TRACKING_PASSWORD)"),
+        (server.env(WRITER, "not-the-password"), f"unauthenticated: wrong user name or password for user '{WRITER}'"),
+        (server.reader(), f"forbidden: user '{READER}' may not write to experiment 'invaders' (a writer needs EDIT on"
+                          " it: an admin runs `invaders users add NAME --role writer`)"),
+    ]
+    for env, reason in cases:
+        started = time.monotonic()
+        failed = run(["python", "pipeline/baseline.py"], tmp_path, check=False, **env)
+        assert time.monotonic() - started < 30
+        assert failed.returncode == 2, failed.stderr[-2000:]
+        assert failed.stderr.strip() == f"error: MLflow tracking URI '{server.uri}' is not usable: {reason}"
+        assert not (tmp_path / "data").exists()
+        no_secret_in(failed.stdout, failed.stderr)
 
 
 def wait_for_training(server, experiment: str, runs: int) -> None:
@@ -267,9 +271,10 @@ def finished_with_artifacts(client, run_id: str) -> bool:
 
 
 def test_two_trainings_survive_the_server_going_away(server, writer_project, tmp_path):
-    """Two pipelines at once; the server (MLflow and PostgreSQL) is stopped while both train and started
-    again 20 s later. Both finish; each run has every point: the one with the writer project's params has
-    exactly its training metrics, the other one a point per game, log window and validation round."""
+    """Two pipelines at once (up to `train`: the whole pipeline runs in the writer project); the server
+    (MLflow and PostgreSQL) is stopped while both train and started again 20 s later. Both finish; each run
+    has every point: the one with the writer project's params has exactly its training metrics, the other
+    one a point per game, log window and validation round."""
     projects = {"same": tmp_path / "same", "other": tmp_path / "other"}
     base = merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS)
     for name, root in projects.items():
@@ -280,7 +285,7 @@ def test_two_trainings_survive_the_server_going_away(server, writer_project, tmp
     results = {}
 
     def pipeline(name):
-        results[name] = run(["dvc", "repro"], projects[name], check=False, **server.writer())
+        results[name] = run(["dvc", "repro", "train"], projects[name], check=False, **server.writer())
 
     threads = [threading.Thread(target=pipeline, args=(name,)) for name in projects]
     for t in threads:
@@ -309,34 +314,55 @@ def test_two_trainings_survive_the_server_going_away(server, writer_project, tmp
     assert all(finished_with_artifacts(client, run_id) for run_id in run_ids.values())
 
 
-def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, tmp_path):
+def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, writer_project, tmp_path, monkeypatch):
     """The server goes away during training and is still away when it ends: the outputs are written,
-    the records kept, exit 3; after it is back, `dvc repro` sends them without training again."""
+    the records kept, exit 3; after it is back, the stage run again sends them without training.
+    Meanwhile an outbox with room for 10 records in memory takes 100: 90 wait in its spill file, and
+    all 100 arrive in order once the server is back."""
     make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()),
                                  {**PARAMS, "mlflow": {"experiment": "stays-away"}}), repro=False)
+    (tmp_path / "data" / "model").mkdir(parents=True)  # the writer project's start network: train alone
+    (tmp_path / "data" / "model" / "model.keras").write_bytes((writer_project / "data/model/model.keras").read_bytes())
     writer_experiment(server, "stays-away")
+    import mlflow
+
+    from invaders.outbox import Outbox
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(server.uri)
+    spill_run = server.client(server.writer()).create_run(
+        server.client(server.writer()).get_experiment_by_name("stays-away").experiment_id).info.run_id
+    train = ["python", "pipeline/train.py"]
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(first=run(
-        ["dvc", "repro"], tmp_path, check=False, INVADERS_TRACKING_WAIT="5", **server.writer())))
+        train, tmp_path, check=False, INVADERS_TRACKING_WAIT="5", **server.writer())))
     thread.start()
     wait_for_training(server, "stays-away", runs=1)
     server.stop()
+    outbox = Outbox(spill_run, tmp_path / "spill.jsonl", memory_limit=10, echo=lambda line: None)
+    for step in range(100):
+        outbox.log_metrics({"x": float(step)}, step)
+    assert len((tmp_path / "spill.jsonl").read_text().splitlines()) == 90
     thread.join(timeout=600)
     first = outcome["first"]
-    assert first.returncode != 0 and ran_stages(first.stdout) == ["baseline", "build", "train"]
+    assert first.returncode == 3, first.stderr[-2000:]
     errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: train: outputs written, but the tracking server does"
-                                                     " not answer")
-    assert "kept in data/train/unsent-tracking.jsonl" in errors[0]
+    assert len(errors) == 1 and re.fullmatch(
+        r"error: train: outputs written, but the tracking server does not answer: [1-9]\d* records and the run's"
+        r" artifacts are kept in data/train/unsent-tracking\.jsonl; run the stage again when it is back \(nothing is"
+        r" trained again\)", errors[0])
     out = tmp_path / "data" / "train"
     assert (out / "unsent-tracking.jsonl").is_file() and (out / "model.keras").is_file()
     history = (out / "history.csv").read_bytes()
     no_secret_in(first.stdout, first.stderr, (out / "unsent-tracking.jsonl").read_text())
 
     server.start()
-    again = run(["dvc", "repro"], tmp_path, **server.writer())
-    assert ran_stages(again.stdout) == ["train", "evaluate", "promote"]
-    assert "train: the outputs are those of the current params and code: nothing to train" in again.stdout
+    assert outbox.close(120.0) == [] and not (tmp_path / "spill.jsonl").exists()
+    mlflow.set_tracking_uri("")
+    spilled = server.client(server.reader()).get_metric_history(spill_run, "x")
+    assert sorted((m.step, m.value) for m in spilled) == [(i, float(i)) for i in range(100)]
+    again = run(train, tmp_path, **server.writer())
+    assert again.stdout.splitlines()[-1] == "train: the outputs are those of the current params and code: nothing to train"
     assert (out / "history.csv").read_bytes() == history and not (out / "unsent-tracking.jsonl").exists()
     client = server.client(server.reader())
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
@@ -344,3 +370,29 @@ def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, tm
     assert [s for s, _ in got["episode_reward"]] == [int(x.split(b",")[1]) for x in history.splitlines()[1:]]
     assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
     assert finished_with_artifacts(client, run_id)
+
+
+def test_an_older_schema_is_upgraded_after_saying_so(tmp_path):
+    """What the server script runs before the server: `mlflow db upgrade` on a database an older MLflow
+    made (here one migration back, in SQLite: the step is the same for any SQLAlchemy store)."""
+    import alembic.command
+    from mlflow.store.db import utils
+
+    db = f"sqlite:///{tmp_path}/tracking.db"
+    engine = utils.create_sqlalchemy_engine(db)
+    utils._initialize_tables(engine)
+    head = utils._get_latest_schema_revision()
+    alembic.command.downgrade(utils._get_alembic_config(db), "-1")
+    older = utils._get_schema_version(engine)
+    assert older != head
+    (tmp_path / "auth.ini").write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path}/users.db"
+                                       "\nadmin_username = admin\n")
+    prepared = run(["python", "-m", "invaders.team_server", "prepare"], tmp_path, MLFLOW_BACKEND_STORE_URI=db,
+                   MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth.ini"), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                   MLFLOW_FLASK_SERVER_SECRET_KEY="test-key")
+    assert prepared.stdout == (f"mlflow-server: the schema of {db} is older than this MLflow's ({older} -> {head}):"
+                               " running `mlflow db upgrade` (take a backup first if it matters)\n")
+    assert utils._get_schema_version(engine) == head
+    again = run(["python", "-m", "invaders.team_server", "prepare"], tmp_path, MLFLOW_BACKEND_STORE_URI=db,
+                MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY="test-key")
+    assert again.stdout == ""  # up to date, and the admin exists: no password needed any more

@@ -40,6 +40,7 @@ class Outbox:
         self.run_id, self.spill, self.memory_limit, self.echo = run_id, Path(spill), memory_limit, echo
         self._client = mlflow.MlflowClient()
         self._memory: deque[dict] = deque()
+        self.spill.unlink(missing_ok=True)  # a killed run's; its records went with it (as those in memory did)
         self._spilled = 0  # records in the spill file, all newer than those in memory
         self._changed = threading.Condition()
         self._draining = False  # close(): send what is left, then stop
