@@ -233,6 +233,12 @@ def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path):
         assert failed.stderr.strip() == f"error: MLflow tracking URI '{server.uri}' is not usable: {reason}"
         assert not (tmp_path / "data").exists()
         no_secret_in(failed.stdout, failed.stderr)
+    # A wrong password is not a missing model.
+    play = run(["invaders", "play", "--model", "models:/invaders-dqn@champion"], tmp_path, check=False,
+               **server.env(WRITER, "not-the-password"))
+    assert play.returncode == 2 and play.stderr.strip() == (
+        f"error: models:/invaders-dqn@champion: unauthenticated by the MLflow store '{server.uri}' (set"
+        " MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")
 
 
 def wait_for_training(server, experiment: str, runs: int) -> None:

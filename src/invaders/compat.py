@@ -19,6 +19,7 @@ Import keras-rl2 through `load_rl()`, never directly.
 
 from __future__ import annotations
 
+import sys
 import types
 
 _rl: types.SimpleNamespace | None = None
@@ -46,8 +47,11 @@ def load_rl() -> types.SimpleNamespace:
     import tensorflow.keras as tfk  # with TF_USE_LEGACY_KERAS=1 this is tf-keras
     import tf_keras
 
-    if not hasattr(tfk, "__version__"):  # quirk 1
-        tfk.__version__ = tf_keras.__version__
+    # Quirk 1. `tensorflow.keras` may be a lazy loader or the module itself, depending on what
+    # imported TensorFlow first (MLflow's flavour does): patch both.
+    for module in (tfk, sys.modules.get("tensorflow.keras")):
+        if module is not None and not hasattr(module, "__version__"):
+            module.__version__ = tf_keras.__version__
 
     import rl.core
 

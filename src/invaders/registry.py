@@ -16,7 +16,7 @@ from invaders.config import PromoteConfig
 from invaders.evaluation import read_rewards
 from invaders.model import ModelFileError, load_network
 from invaders.promotion import decide
-from invaders.tracking import TrackingError, tracking_uri
+from invaders.tracking import TrackingError, redact, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -32,6 +32,20 @@ def _client():
 
 def _reason(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _failure(exc: Exception) -> str:
+    """What went wrong reading from the store, as the user needs to hear it: a missing model is not
+    a wrong password, and neither is a server that does not answer."""
+    code = getattr(exc, "error_code", None)
+    where = f"the MLflow store {redact(tracking_uri())!r}"
+    if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)):
+        return f"not found in {where} ({_reason(exc)})"
+    if code == "UNAUTHENTICATED":
+        return f"unauthenticated by {where} (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+    if code == "PERMISSION_DENIED":
+        return f"forbidden by {where} for user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r}"
+    return f"cannot be read from {where} ({_reason(exc)})"
 
 
 def _download(**where) -> str:
@@ -52,13 +66,14 @@ def load_model(spec: str | Path):
     if not spec.startswith(URI_SCHEMES):
         return load_network(spec)
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(_download(artifact_uri=spec, dst_path=tmp))
-        except Exception as exc:  # MLflow raises many types for a missing model, alias or store
-            raise ModelFileError(f"{spec}: not found in the MLflow store {tracking_uri()!r} ({_reason(exc)})") from None
+        except (MlflowException, OSError) as exc:  # OSError: the requests library's network errors
+            raise ModelFileError(f"{spec}: {_failure(exc)}") from None
         path = local / "data" / "model.keras"
         if not path.is_file():
             raise ModelFileError(f"{spec}: not a Keras model logged by this pipeline (no data/model.keras)")
@@ -85,12 +100,14 @@ def recorded_rewards(version) -> list[float]:
         raise TrackingError(f"model {version.name} version {version.version} has no recorded evaluation (tag"
                             f" {REWARDS_TAG}): give the {CHAMPION} alias to a version the promote stage registered,"
                             " or delete the alias")
+    from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = _download(run_id=version.run_id, artifact_path=path, dst_path=tmp)
-        except Exception as exc:
+        except (MlflowException, OSError) as exc:
             raise TrackingError(f"model {version.name} version {version.version}: its recorded evaluation"
-                                f" {path!r} cannot be read ({_reason(exc)})") from None
+                                f" {path!r}: {_failure(exc)}") from None
         return read_rewards(local)
 
 
