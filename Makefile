@@ -40,8 +40,9 @@ lock:
 	/tmp/invaders-lock/bin/python -m pip install --quiet ".[dev]"
 	/tmp/invaders-lock/bin/python -m pip freeze --exclude invaders | sort -f > requirements.lock
 
+# Prints the link that opens the experiment on its training runs, then serves the UI.
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	$(BIN)/invaders ui
 
 clean:
 	rm -rf $(VENV) $(SB3) data mlflow.db mlruns .pytest_cache

@@ -7,7 +7,7 @@ in the same MLflow run, and ends with the same outputs as an uninterrupted one.
 import time
 from pathlib import Path
 
-from invaders import files
+from invaders import files, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.tracking import connect, log_output_hashes, metrics_sink, run_exists
@@ -65,6 +65,7 @@ def main() -> None:
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
         mlflow.tensorflow.log_model(trained, name="model", input_example=example)
         files.write_json(OUT / "mlflow_run.json", {"run_id": run.info.run_id})
+        runnote.write(run.info.run_id)
     checkpoint.clear(CHECKPOINTS)  # the outputs supersede them
     kept = f"kept the network from step {summary['selected_step']}"
     if summary["selected_val_mean_reward"] is not None:

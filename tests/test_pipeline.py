@@ -128,7 +128,9 @@ def test_logged_model_loads_and_agrees(project, monkeypatch):
     assert train.data.params["agent.learning_rate"] == "0.0001" and train.data.params["train.steps"] == "300"
     assert base.data.metrics["mean_reward"] == json.loads(Path("data/baseline/metrics.json").read_text())["mean_reward"]
     ev = json.loads(Path("data/eval/metrics.json").read_text())
-    assert train.data.metrics["eval_mean_reward"] == ev["mean_reward"]
+    # One name per quantity: the agent's evaluation and the baseline under metrics.json's keys.
+    assert {k: train.data.metrics[k] for k in ev} == ev
+    assert set(base.data.metrics) == set(json.loads(Path("data/baseline/metrics.json").read_text()))
     assert train.data.tags["baseline_run_id"] == base.info.run_id
 
     client = mlflow.MlflowClient()
@@ -157,7 +159,7 @@ def test_changing_one_param_reruns_only_what_depends_on_it(project):
     run_id = json.loads((project / "data" / "train" / "mlflow_run.json").read_text())["run_id"]
     client = mlflow.MlflowClient()
     assert client.get_run(run_id).data.tags["eval.count"] == "2"
-    assert [m.step for m in client.get_metric_history(run_id, "eval_episodes")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run_id, "episodes")] == [1, 2]
 
     params["baseline"]["episodes"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -63,7 +63,7 @@ def test_the_pipeline_records_everything_on_the_server(server, tmp_path):
     train = runs["train"]
     assert train.info.run_id == json.loads((tmp_path / "data/train/mlflow_run.json").read_text())["run_id"]
     assert train.info.status == "FINISHED" and train.data.params["train.steps"] == "300"
-    assert [m.step for m in client.get_metric_history(train.info.run_id, "eval_mean_reward")] == [1]
+    assert [m.step for m in client.get_metric_history(train.info.run_id, "mean_reward")] == [1]
     assert len(client.get_metric_history(train.info.run_id, "episode_reward")) >= 1
     # Artifacts went through the server into its artifact store.
     assert list((store / "artifacts").rglob("history.csv")) and list((store / "artifacts").rglob("episode.mp4"))

@@ -1,4 +1,5 @@
-"""`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's helpers."""
+"""`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's
+helpers, the MLflow UI."""
 
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", type=Path, default=Path("data"), help="the pipeline's data directory")
     rep.add_argument("--gate", action="store_true",
                      help="exit 1 if the agent does not beat the random baseline (after printing the report)")
+
+    ui = commands.add_parser("ui", help="the MLflow UI on the project's store; prints the link to the training runs")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file for mlflow.experiment")
     return parser
 
 
@@ -153,10 +159,27 @@ def report(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def ui(args: argparse.Namespace) -> None:
+    """Serve the store with `mlflow ui`; a tracking server (MLFLOW_TRACKING_URI) is already serving."""
+    import os
+
+    from invaders.tracking import connect, runs_page, tracking_uri
+
+    experiment_id = connect(_params(args.params).mlflow.experiment)  # creates the store and experiment if new
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        print(f"MLflow UI: {runs_page(uri, experiment_id)}")
+        return
+    print(f"MLflow UI: {runs_page(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                              "--host", args.host, "--port", str(args.port)])
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report}[args.command](args)
+    commands = {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report, "ui": ui}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ scores, never with a re-run of the champion.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from invaders.config import PromoteConfig
 from invaders.evaluation import read_rewards
 from invaders.model import ModelFileError, load_network
 from invaders.promotion import decide
-from invaders.tracking import TrackingError, tracking_uri
+from invaders.tracking import TrackingError, download, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -34,13 +33,6 @@ def _reason(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _download(**where) -> str:
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files; keep the output clean
-    return mlflow.artifacts.download_artifacts(**where)
-
-
 def load_model(spec: str | Path):
     """A Q-network from a `.keras` file or an MLflow URI (`models:/<name>@<alias>`, `models:/<name>/<version>`,
     `runs:/<run id>/model`), always loaded in Keras safe mode.
@@ -56,7 +48,7 @@ def load_model(spec: str | Path):
     mlflow.set_tracking_uri(tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(_download(artifact_uri=spec, dst_path=tmp))
+            local = Path(download(artifact_uri=spec, dst_path=tmp))
         except Exception as exc:  # MLflow raises many types for a missing model, alias or store
             raise ModelFileError(f"{spec}: not found in the MLflow store {tracking_uri()!r} ({_reason(exc)})") from None
         path = local / "data" / "model.keras"
@@ -87,7 +79,7 @@ def recorded_rewards(version) -> list[float]:
                             " or delete the alias")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = _download(run_id=version.run_id, artifact_path=path, dst_path=tmp)
+            local = download(run_id=version.run_id, artifact_path=path, dst_path=tmp)
         except Exception as exc:
             raise TrackingError(f"model {version.name} version {version.version}: its recorded evaluation"
                                 f" {path!r} cannot be read ({_reason(exc)})") from None

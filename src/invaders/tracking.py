@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +14,13 @@ from invaders.errors import UserError
 # experiment (`dvc exp run --queue`) runs in a temporary copy, but DVC_ROOT still names the
 # original project, so its runs land in the same store as everyone else's.
 STORE_FILE = "mlflow.db"
+
+# MLflow 3 records what an experiment is for in this tag; "custom_model_development" is its
+# "Machine learning" kind (the UI's runs table, not the GenAI pages for traces).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+# The run's output hashes, in `sha256sum` format: the artifact and a tag with its digest.
+HASHES = "outputs.sha256"
 
 
 class TrackingError(UserError):
@@ -79,22 +87,55 @@ def connect(experiment: str) -> str:
     # Only for this first call: no retries with back-off, a short timeout.
     with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), _store_lock(uri):
         try:
-            if mlflow.get_experiment_by_name(experiment) is None:
-                mlflow.create_experiment(experiment, artifact_location=artifact_root)
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                mlflow.create_experiment(experiment, artifact_location=artifact_root,
+                                         tags={EXPERIMENT_KIND: MODEL_TRAINING})
+            elif EXPERIMENT_KIND not in found.tags:  # made before this tag was set, or by hand
+                mlflow.MlflowClient().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
             return mlflow.set_experiment(experiment).experiment_id
         except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: {reason}") from None
 
 
+def runs_page(base_url: str, experiment_id: str) -> str:
+    """The experiment's runs table in the UI at `base_url`. MLflow 3.17's UI opens an experiment on
+    the page of its sidebar switch (GenAI or Model training, GenAI in a new browser) whatever the
+    experiment's kind, so the link sets the switch."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def download(**where) -> str:
+    """`mlflow.artifacts.download_artifacts` without its progress bars (small files; clean output)."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return mlflow.artifacts.download_artifacts(**where)
+
 
 def log_output_hashes(*paths: str | Path) -> None:
-    """Tag the active run with each output's SHA-256, so a rerun can be checked against it."""
+    """Record each output's SHA-256 in the active run, so a rerun can be checked against it: the
+    artifact `outputs.sha256` (`sha256sum -c outputs.sha256` in the project checks the files), which
+    gathers the outputs of every stage that logs to the run, and the tag `outputs.sha256`, the
+    listing's own digest: runs with the same tag wrote the same outputs."""
+    import hashlib
+
     import mlflow
 
     from invaders.files import sha256
 
-    mlflow.set_tags({f"sha256.{Path(p).as_posix()}": sha256(p) for p in paths})
+    run_id = mlflow.active_run().info.run_id
+    listing = {}
+    if any(a.path == HASHES for a in mlflow.MlflowClient().list_artifacts(run_id)):
+        with tempfile.TemporaryDirectory() as tmp:
+            for line in Path(download(run_id=run_id, artifact_path=HASHES, dst_path=tmp)).read_text().splitlines():
+                digest, path = line.split("  ", 1)
+                listing[path] = digest
+    listing.update({Path(p).as_posix(): sha256(p) for p in paths})
+    text = "".join(f"{digest}  {path}\n" for path, digest in sorted(listing.items()))
+    mlflow.log_text(text, HASHES)
+    mlflow.set_tag(HASHES, hashlib.sha256(text.encode()).hexdigest())
 
 
 def run_exists(run_id: str) -> bool:
