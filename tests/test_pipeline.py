@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, TINY, make_project, merge, ran_stages, run, tool_env
+from browser import chromium_page, screenshot
+from conftest import REPO, TINY, free_port, make_project, merge, ran_stages, run, serving, tool_env
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,55 @@ def test_outputs_have_their_schemas(project):
     video = data / "eval" / "video" / "episode.mp4"
     assert video.stat().st_size > 1000 and video.read_bytes()[4:8] == b"ftyp"
     assert not list(data.rglob(".*tmp*"))  # no temporary files left behind
+
+
+def test_the_mlflow_ui_shows_the_scores_the_description_and_the_video(project, tmp_path):
+    """In a real browser, as a new user after `make mlflow-ui` (`invaders ui`): its link opens the experiment
+    on the training runs; sorted by score, one column holds the baseline's and the agent's; the agent's
+    run page has its description, and the video is among its artifacts. Screenshots go to tmp_path."""
+    from playwright.sync_api import expect
+
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with serving(["invaders", "ui", "--port", str(port)], project, f"http://127.0.0.1:{port}", log), \
+            chromium_page(tmp_path) as page:
+        link = log.read_text().splitlines()[0].removeprefix("MLflow UI: ")
+        assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/"), link
+        page.goto(link)
+        for name in ("random-baseline", "dqn-nature"):
+            expect(page.get_by_role("link", name=name)).to_be_visible()
+        expect(page).to_have_url(re.compile(r"#/experiments/\d+/runs\?"))  # not the GenAI overview
+
+        page.get_by_role("button", name="Close").click()  # the assistant's panel
+        page.get_by_role("button", name=re.compile("^Sort")).click()
+        page.get_by_test_id("sort-select-mean_reward").click()  # which also shows the column
+        page.get_by_role("button", name="Columns").click()
+        page.get_by_role("dialog").get_by_text("Dataset", exact=True).click()  # empty: room for the scores
+        page.keyboard.press("Escape")
+        expect(page.locator("[role=columnheader][col-id='metrics.`mean_reward`']")).to_be_visible()
+        cells = page.locator("[role=gridcell]").evaluate_all(
+            "cells => cells.map(c => [c.parentElement.getAttribute('row-index'), c.getAttribute('col-id'), c.innerText])")
+        rows: dict[str, dict[str, str]] = {}
+        for row, column, text in cells:
+            rows.setdefault(row, {})[column] = text
+        shown = {r["attributes.`Run Name`"].split()[-1]: float(r["metrics.`mean_reward`"]) for r in rows.values()}
+        scores = {name: json.loads((project / "data" / stage / "metrics.json").read_text())["mean_reward"]
+                  for name, stage in (("random-baseline", "baseline"), ("dqn-nature", "eval"))}
+        assert shown == pytest.approx(scores, rel=1e-3)
+        screenshot(page, tmp_path, "mlflow-runs.png")
+
+        page.get_by_role("link", name="dqn-nature").click()
+        description = page.get_by_text(re.compile(r"^Score \d"))
+        expect(description).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^challenger, version 1 of invaders-dqn"))).to_be_visible()
+        screenshot(page, tmp_path, "mlflow-run.png")
+
+        page.get_by_role("tab", name="Artifacts").click()
+        for folder in ("evaluation", "video"):
+            page.get_by_text(folder, exact=True).click()
+        page.get_by_text("episode.mp4", exact=True).click()
+        expect(page.locator("video")).to_be_visible()  # the artifact viewer plays it
+        screenshot(page, tmp_path, "mlflow-video.png")
 
 
 def test_the_best_validated_network_is_kept(project, monkeypatch):

@@ -2,48 +2,21 @@
 and the registry all go to the server (artifacts proxied to its store), nothing to a local store."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import BIN, REPO, TINY, make_project, merge, ran_stages, run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import BIN, REPO, TINY, free_port, make_project, merge, ran_stages, run, serving
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     store = tmp_path_factory.mktemp("server")
-    uri = f"http://127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'server.db'}",
-         "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1",
-         "--port", uri.rsplit(":", 1)[1], "--workers", "1"],
-        cwd=store, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300  # a loaded 2-core machine can take minutes to start it
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
-                time.sleep(0.5)
-        yield uri, store
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+    port = free_port()
+    with serving([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'server.db'}",
+                  "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                  "--workers", "1"], store, f"http://127.0.0.1:{port}", store / "server.log"):
+        yield f"http://127.0.0.1:{port}", store
 
 
 def test_the_pipeline_records_everything_on_the_server(server, tmp_path):
@@ -65,6 +38,11 @@ def test_the_pipeline_records_everything_on_the_server(server, tmp_path):
     assert train.info.status == "FINISHED" and train.data.params["train.steps"] == "300"
     assert [m.step for m in client.get_metric_history(train.info.run_id, "mean_reward")] == [1]
     assert len(client.get_metric_history(train.info.run_id, "episode_reward")) >= 1
+    # The evaluate stage read the train stage's output hashes back through the server to add its own.
+    listing = client.download_artifacts(train.info.run_id, "outputs.sha256", str(tmp_path))
+    assert {"data/train/model.keras", "data/eval/episodes.csv"} <= {
+        line.split("  ", 1)[1] for line in open(listing).read().splitlines()}
+    assert train.data.tags["mlflow.note.content"].startswith("- **Score")
     # Artifacts went through the server into its artifact store.
     assert list((store / "artifacts").rglob("history.csv")) and list((store / "artifacts").rglob("episode.mp4"))
 

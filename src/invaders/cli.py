@@ -163,14 +163,14 @@ def ui(args: argparse.Namespace) -> None:
     """Serve the store with `mlflow ui`; a tracking server (MLFLOW_TRACKING_URI) is already serving."""
     import os
 
-    from invaders.tracking import connect, runs_page, tracking_uri
+    from invaders.tracking import connect, tracking_uri, ui_link
 
     experiment_id = connect(_params(args.params).mlflow.experiment)  # creates the store and experiment if new
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
-        print(f"MLflow UI: {runs_page(uri, experiment_id)}")
+        print(f"MLflow UI: {ui_link(uri, experiment_id)}")
         return
-    print(f"MLflow UI: {runs_page(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
+    print(f"MLflow UI: {ui_link(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
     os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                               "--host", args.host, "--port", str(args.port)])
 

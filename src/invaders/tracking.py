@@ -99,11 +99,11 @@ def connect(experiment: str) -> str:
             raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: {reason}") from None
 
 
-def runs_page(base_url: str, experiment_id: str) -> str:
-    """The experiment's runs table in the UI at `base_url`. MLflow 3.17's UI opens an experiment on
-    the page of its sidebar switch (GenAI or Model training, GenAI in a new browser) whatever the
-    experiment's kind, so the link sets the switch."""
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def ui_link(base_url: str, experiment_id: str) -> str:
+    """The experiment in the MLflow UI at `base_url`, opening on its training runs. MLflow 3.17's UI
+    picks an experiment's first page by its sidebar switch (GenAI or Model training, kept by the
+    browser, GenAI at first) rather than by the experiment's kind, so the link sets the switch."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def download(**where) -> str:
