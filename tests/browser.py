@@ -3,9 +3,10 @@ ships the driver; no browser is downloaded)."""
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # .ci/run installs Debian's package
 # No background connections: this machine reaches no network, and Chromium would log each refusal.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
