@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install repro test bench lock mlflow-ui clean
+.PHONY: install repro test bench lock mlflow-ui ui-screenshots clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ lock:
 # Prints the link that opens the experiment on its training runs, then serves the UI.
 mlflow-ui: install
 	$(BIN)/invaders ui
+
+# The README's screenshots of the MLflow UI, taken by its browser test on a tiny pipeline run.
+ui-screenshots: install
+	mkdir -p docs
+	INVADERS_SCREENSHOTS=$(CURDIR)/docs $(RUN) python -m pytest tests/test_pipeline.py -k mlflow_ui -q
 
 clean:
 	rm -rf $(VENV) $(SB3) data mlflow.db mlruns .pytest_cache

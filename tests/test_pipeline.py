@@ -56,7 +56,8 @@ def test_outputs_have_their_schemas(project):
 def test_the_mlflow_ui_shows_the_scores_the_description_and_the_video(project, tmp_path):
     """In a real browser, as a new user after `make mlflow-ui` (`invaders ui`): its link opens the experiment
     on the training runs; sorted by score, one column holds the baseline's and the agent's; the agent's
-    run page has its description, and the video is among its artifacts. Screenshots go to tmp_path."""
+    run page has its description, and the video is among its artifacts. Screenshots go to tmp_path (and to
+    $INVADERS_SCREENSHOTS: `make ui-screenshots` makes the README's)."""
     from playwright.sync_api import expect
 
     port = free_port()
@@ -99,7 +100,6 @@ def test_the_mlflow_ui_shows_the_scores_the_description_and_the_video(project, t
             page.get_by_text(folder, exact=True).click()
         page.get_by_text("episode.mp4", exact=True).click()
         expect(page.locator("video")).to_be_visible()  # the artifact viewer plays it
-        screenshot(page, tmp_path, "mlflow-video.png")
 
 
 def test_the_best_validated_network_is_kept(project, monkeypatch):
