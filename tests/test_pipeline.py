@@ -187,6 +187,10 @@ def test_logged_model_loads_and_agrees(project, monkeypatch):
     client = mlflow.MlflowClient()
     rewards = client.get_metric_history(train.info.run_id, "episode_reward")
     assert rewards and all(m.step <= 300 for m in rewards)
+    # Beside each game's score, the mean of the last 100 games' (all of them, in a run this short).
+    games = sorted((m.step, m.value) for m in rewards)
+    smoothed = sorted((m.step, m.value) for m in client.get_metric_history(train.info.run_id, "episode_reward_mean100"))
+    assert smoothed == [(step, pytest.approx(np.mean([v for _, v in games[:i + 1]]))) for i, (step, _) in enumerate(games)]
     assert any(key.startswith("system/") for key in train.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(train.info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/episodes.csv", "evaluation/video"} <= artifacts
@@ -247,6 +251,14 @@ def test_promote_registers_the_agent_and_records_the_decision(project, monkeypat
     assert recorded_rewards(version) == rewards
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
     assert tags["promote.decision"] == "challenger" and tags["promote.version"] == decision["version"]
+    # The run's description (its MLflow note) says all that, and what the run differs in from the defaults.
+    note = tags["mlflow.note.content"]
+    ev = json.loads((project / "data" / "eval" / "metrics.json").read_text())
+    assert note.startswith(f"- **Score {ev['mean_reward']:.1f}** ± {ev['std_reward']:.1f} over 2 evaluation episodes;"
+                           f" the random baseline scores {ev['baseline_mean_reward']:.1f}")
+    assert f"- **challenger**, version {decision['version']} of `invaders-dqn`: {decision['reason']}\n" in note
+    assert "`train.steps=300`" in note and "agent.learning_rate" not in note  # only the params that differ
+    assert "artifact `evaluation/video/episode.mp4`" in note and tags["mlflow.source.git.commit"][:12] in note
 
 
 def test_play_command_scores_and_records(project):

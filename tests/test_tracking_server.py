@@ -31,7 +31,12 @@ def test_the_pipeline_records_everything_on_the_server(server, tmp_path):
     from invaders.model import load_network
 
     client = mlflow.MlflowClient(uri)
-    runs = {r.data.tags["stage"]: r for r in client.search_runs([client.get_experiment_by_name("invaders").experiment_id])}
+    experiment = client.get_experiment_by_name("invaders")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # `invaders ui` (make mlflow-ui) points at the server's own UI instead of serving one.
+    shown = run(["invaders", "ui"], tmp_path, MLFLOW_TRACKING_URI=uri).stdout
+    assert shown == f"MLflow UI: {uri}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning\n"
+    runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"baseline", "train"}
     train = runs["train"]
     assert train.info.run_id == json.loads((tmp_path / "data/train/mlflow_run.json").read_text())["run_id"]

@@ -167,7 +167,7 @@ def ui(args: argparse.Namespace) -> None:
 
     experiment_id = connect(_params(args.params).mlflow.experiment)  # creates the store and experiment if new
     uri = tracking_uri()
-    if not uri.startswith("sqlite:///"):
+    if uri.startswith(("http://", "https://")):
         print(f"MLflow UI: {ui_link(uri, experiment_id)}")
         return
     print(f"MLflow UI: {ui_link(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
