@@ -6,7 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # .ci/run installs Debian's package
+# Debian's package (.ci/run installs it); on a GitHub runner, the image's Chrome.
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "google-chrome"))), "/usr/bin/chromium")
 # No background connections: this machine reaches no network, and Chromium would log each refusal.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
