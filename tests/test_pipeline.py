@@ -254,8 +254,8 @@ def test_promote_registers_the_agent_and_records_the_decision(project, monkeypat
     # The run's description (its MLflow note) says all that, and what the run differs in from the defaults.
     note = tags["mlflow.note.content"]
     ev = json.loads((project / "data" / "eval" / "metrics.json").read_text())
-    assert note.startswith(f"- **Score {ev['mean_reward']:.1f}** ± {ev['std_reward']:.1f} over 2 evaluation episodes;"
-                           f" the random baseline scores {ev['baseline_mean_reward']:.1f}")
+    assert note.startswith(f"- **Score {ev['mean_reward']:.1f}** ± {ev['std_reward']:.1f} over {ev['episodes']}"
+                           f" evaluation episodes; the random baseline scores {ev['baseline_mean_reward']:.1f}")
     assert f"- **challenger**, version {decision['version']} of `invaders-dqn`: {decision['reason']}\n" in note
     assert "`train.steps=300`" in note and "agent.learning_rate" not in note  # only the params that differ
     assert "artifact `evaluation/video/episode.mp4`" in note and tags["mlflow.source.git.commit"][:12] in note
