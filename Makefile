@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install repro test bench lock mlflow-ui mlflow-server clean
+.PHONY: install repro test bench lock mlflow-ui ui-screenshots mlflow-server clean
 
 install: $(STAMP)
 
@@ -40,8 +40,14 @@ lock:
 	/tmp/invaders-lock/bin/python -m pip install --quiet ".[dev]"
 	/tmp/invaders-lock/bin/python -m pip freeze --exclude invaders | sort -f > requirements.lock
 
+# Prints the link that opens the experiment on its training runs, then serves the UI.
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	$(BIN)/invaders ui
+
+# The README's screenshots of the MLflow UI, taken by its browser test on a tiny pipeline run.
+ui-screenshots: install
+	mkdir -p docs
+	INVADERS_SCREENSHOTS=$(CURDIR)/docs $(RUN) python -m pytest tests/test_pipeline.py -k mlflow_ui -q
 
 # A team's server: PostgreSQL, logins (README, Team server); e.g. ARGS="--local-postgres pg".
 mlflow-server: install

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from invaders import files
+from invaders import files, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.tracking import connect
@@ -23,6 +23,7 @@ def main() -> None:
     from invaders.registry import promote
 
     decision = promote(params.promote, train_run_id, EVAL_EPISODES, BASELINE_EPISODES)
+    runnote.write(train_run_id)
     files.write_json(OUT / "decision.json", decision)
     print(f"promote: {decision['model_name']} version {decision['version']} is {decision['alias']}"
           f" ({decision['reason']})")

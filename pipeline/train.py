@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from invaders import files
+from invaders import files, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.tracking import (TrackingPending, connect, end_run, log_output_hashes, metrics_sink, run_exists,
@@ -43,6 +43,7 @@ def finish_run(run_id: str) -> None:
         trained = load_network(OUT / "model.keras")
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
         mlflow.tensorflow.log_model(trained, name="model", input_example=example)
+    runnote.write(run_id)
 
 
 def deliver(outbox, fingerprint: str) -> None:

@@ -1,8 +1,13 @@
+import contextlib
 import copy
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -81,3 +86,33 @@ def make_project(root: Path, params: dict, repro: bool = True) -> subprocess.Com
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny"], root)
     return run(["dvc", "repro"], root) if repro else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], cwd: Path, url: str, log: Path):
+    """`cmd`, a server at `url`, in a process group of its own with its output in `log`, from the
+    moment `url/health` answers; afterwards the whole group is stopped."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # a loaded 2-core machine can take minutes to start MLflow
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, \
+                    f"{' '.join(cmd)} did not start:\n{log.read_text()[-3000:]}"
+                time.sleep(0.5)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)

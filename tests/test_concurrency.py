@@ -43,6 +43,6 @@ def test_two_queued_experiments_record_everything_in_one_store(tmp_path):
     for r in (r for r in runs if r.data.tags["stage"] == "train"):
         assert len(r.data.params) == len(Params().flat())
         assert len(client.get_metric_history(r.info.run_id, "steps_per_s")) == 2  # every log_every (100) steps
-        assert r.data.metrics["eval_mean_reward"] == evaluated[r.data.params["seed"]]
+        assert r.data.metrics["mean_reward"] == evaluated[r.data.params["seed"]]
         assert r.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())  # not in a throw-away copy
         assert {a.path for a in client.list_artifacts(r.info.run_id)} >= {"history.csv", "evaluation"}

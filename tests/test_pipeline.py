@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, TINY, make_project, merge, ran_stages, run, tool_env
+from browser import chromium_page, screenshot
+from conftest import REPO, TINY, free_port, make_project, merge, ran_stages, run, serving, tool_env
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,55 @@ def test_outputs_have_their_schemas(project):
     video = data / "eval" / "video" / "episode.mp4"
     assert video.stat().st_size > 1000 and video.read_bytes()[4:8] == b"ftyp"
     assert not list(data.rglob(".*tmp*"))  # no temporary files left behind
+
+
+def test_the_mlflow_ui_shows_the_scores_the_description_and_the_video(project, tmp_path):
+    """In a real browser, as a new user after `make mlflow-ui` (`invaders ui`): its link opens the experiment
+    on the training runs; sorted by score, one column holds the baseline's and the agent's; the agent's
+    run page has its description, and the video is among its artifacts. Screenshots go to tmp_path (and to
+    $INVADERS_SCREENSHOTS: `make ui-screenshots` makes the README's)."""
+    from playwright.sync_api import expect
+
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with serving(["invaders", "ui", "--port", str(port)], project, f"http://127.0.0.1:{port}", log), \
+            chromium_page(tmp_path) as page:
+        link = log.read_text().splitlines()[0].removeprefix("MLflow UI: ")
+        assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/"), link
+        page.goto(link)
+        for name in ("random-baseline", "dqn-nature"):
+            expect(page.get_by_role("link", name=name)).to_be_visible()
+        expect(page).to_have_url(re.compile(r"#/experiments/\d+/runs\?"))  # not the GenAI overview
+
+        page.get_by_role("button", name="Close").click()  # the assistant's panel
+        page.get_by_role("button", name=re.compile("^Sort")).click()
+        page.get_by_test_id("sort-select-mean_reward").click()  # which also shows the column
+        page.get_by_role("button", name="Columns").click()
+        page.get_by_role("dialog").get_by_text("Dataset", exact=True).click()  # empty: room for the scores
+        page.keyboard.press("Escape")
+        expect(page.locator("[role=columnheader][col-id='metrics.`mean_reward`']")).to_be_visible()
+        cells = page.locator("[role=gridcell]").evaluate_all(
+            "cells => cells.map(c => [c.parentElement.getAttribute('row-index'), c.getAttribute('col-id'), c.innerText])")
+        rows: dict[str, dict[str, str]] = {}
+        for row, column, text in cells:
+            rows.setdefault(row, {})[column] = text
+        shown = {r["attributes.`Run Name`"].split()[-1]: float(r["metrics.`mean_reward`"]) for r in rows.values()}
+        scores = {name: json.loads((project / "data" / stage / "metrics.json").read_text())["mean_reward"]
+                  for name, stage in (("random-baseline", "baseline"), ("dqn-nature", "eval"))}
+        assert shown == pytest.approx(scores, rel=1e-3)
+        screenshot(page, tmp_path, "mlflow-runs.png")
+
+        page.get_by_role("link", name="dqn-nature").click()
+        description = page.get_by_text(re.compile(r"^Score \d"))
+        expect(description).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^challenger, version 1 of invaders-dqn"))).to_be_visible()
+        screenshot(page, tmp_path, "mlflow-run.png")
+
+        page.get_by_role("tab", name="Artifacts").click()
+        for folder in ("evaluation", "video"):
+            page.get_by_text(folder, exact=True).click()
+        page.get_by_text("episode.mp4", exact=True).click()
+        expect(page.locator("video")).to_be_visible()  # the artifact viewer plays it
 
 
 def test_the_best_validated_network_is_kept(project, monkeypatch):
@@ -128,12 +179,18 @@ def test_logged_model_loads_and_agrees(project, monkeypatch):
     assert train.data.params["agent.learning_rate"] == "0.0001" and train.data.params["train.steps"] == "300"
     assert base.data.metrics["mean_reward"] == json.loads(Path("data/baseline/metrics.json").read_text())["mean_reward"]
     ev = json.loads(Path("data/eval/metrics.json").read_text())
-    assert train.data.metrics["eval_mean_reward"] == ev["mean_reward"]
+    # One name per quantity: the agent's evaluation and the baseline under metrics.json's keys.
+    assert {k: train.data.metrics[k] for k in ev} == ev
+    assert set(base.data.metrics) == set(json.loads(Path("data/baseline/metrics.json").read_text()))
     assert train.data.tags["baseline_run_id"] == base.info.run_id
 
     client = mlflow.MlflowClient()
     rewards = client.get_metric_history(train.info.run_id, "episode_reward")
     assert rewards and all(m.step <= 300 for m in rewards)
+    # Beside each game's score, the mean of the last 100 games' (all of them, in a run this short).
+    games = sorted((m.step, m.value) for m in rewards)
+    smoothed = sorted((m.step, m.value) for m in client.get_metric_history(train.info.run_id, "episode_reward_mean100"))
+    assert smoothed == [(step, pytest.approx(np.mean([v for _, v in games[:i + 1]]))) for i, (step, _) in enumerate(games)]
     assert any(key.startswith("system/") for key in train.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(train.info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/episodes.csv", "evaluation/video"} <= artifacts
@@ -157,7 +214,7 @@ def test_changing_one_param_reruns_only_what_depends_on_it(project):
     run_id = json.loads((project / "data" / "train" / "mlflow_run.json").read_text())["run_id"]
     client = mlflow.MlflowClient()
     assert client.get_run(run_id).data.tags["eval.count"] == "2"
-    assert [m.step for m in client.get_metric_history(run_id, "eval_episodes")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run_id, "episodes")] == [1, 2]
 
     params["baseline"]["episodes"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -194,6 +251,14 @@ def test_promote_registers_the_agent_and_records_the_decision(project, monkeypat
     assert recorded_rewards(version) == rewards
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
     assert tags["promote.decision"] == "challenger" and tags["promote.version"] == decision["version"]
+    # The run's description (its MLflow note) says all that, and what the run differs in from the defaults.
+    note = tags["mlflow.note.content"]
+    ev = json.loads((project / "data" / "eval" / "metrics.json").read_text())
+    assert note.startswith(f"- **Score {ev['mean_reward']:.1f}** ± {ev['std_reward']:.1f} over {ev['episodes']}"
+                           f" evaluation episodes; the random baseline scores {ev['baseline_mean_reward']:.1f}")
+    assert f"- **challenger**, version {decision['version']} of `invaders-dqn`: {decision['reason']}\n" in note
+    assert "`train.steps=300`" in note and "agent.learning_rate" not in note  # only the params that differ
+    assert "artifact `evaluation/video/episode.mp4`" in note and tags["mlflow.source.git.commit"][:12] in note
 
 
 def test_play_command_scores_and_records(project):

@@ -79,10 +79,20 @@ def test_forced_rerun_is_byte_identical(project):
     assert {"data/model/model.keras", "data/train/model.keras", "data/eval/video/episode.mp4"} <= set(first)
     assert ran_stages(run(["dvc", "repro", "-f"], root).stdout) == ["baseline", "build", "train", "evaluate", "promote"]
     assert digests(root, OUTPUTS) == first
-    # Without leaving anything out: the model file itself, and history.csv but for its wall-clock column.
+    # The run's record of its outputs: one listing in `sha256sum` format for the train and evaluate stages'
+    # outputs (the model files themselves, history.csv with its wall-clock column), its digest as one tag.
+    import mlflow
+
     latest = train_runs(root)[-1]
-    for name in TRAIN_OUTPUTS:
-        assert latest.data.tags[f"sha256.{name}"] == hashlib.sha256((root / name).read_bytes()).hexdigest()
+    listing = Path(mlflow.artifacts.download_artifacts(run_id=latest.info.run_id, artifact_path="outputs.sha256",
+                                                       dst_path=str(root / "check"))).read_text()
+    recorded = dict(reversed(line.split("  ", 1)) for line in listing.splitlines())
+    assert set(recorded) == {"data/model/model.keras", *TRAIN_OUTPUTS, "data/eval/episodes.csv",
+                             "data/eval/metrics.json", "data/eval/video/episode.mp4"}
+    for name, digest in recorded.items():
+        assert digest == hashlib.sha256((root / name).read_bytes()).hexdigest(), name
+    assert latest.data.tags["outputs.sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+    assert not any(key.startswith("sha256.") for key in latest.data.tags)
     assert latest.data.params["seed"] == "0"
 
 
@@ -123,7 +133,7 @@ def test_killed_training_resumes_to_the_same_outputs(project):
     import mlflow
 
     client = mlflow.MlflowClient()
-    for key in ("episode_reward", "episode_length", "epsilon", "train_loss", "val_mean_reward"):
+    for key in ("episode_reward", "episode_reward_mean100", "episode_length", "epsilon", "train_loss", "val_mean_reward"):
         histories = [sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
                      for r in (runs[0], runs[-1])]
         assert histories[0] == histories[1] and histories[0], key

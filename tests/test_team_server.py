@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, TINY, make_project, merge, ran_stages, run
+from conftest import REPO, TINY, free_port, make_project, merge, ran_stages, run
 
 ADMIN_PASSWORD = "admin-secret-8f3c1e"
 WRITER, WRITER_PASSWORD = "wanda", "writer-secret-51d0ab"
@@ -27,12 +26,6 @@ SECRETS = (ADMIN_PASSWORD, WRITER_PASSWORD, READER_PASSWORD)
 PARAMS = merge(TINY, {"baseline": {"episodes": 6}, "evaluate": {"episodes": 6}})
 # Wall-clock metrics differ between any two runs; every other point must be the same.
 WALL_CLOCK = ("steps_per_s", "train_duration_seconds", "train_steps_per_s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def no_secret_in(*texts: str) -> None:
@@ -159,7 +152,15 @@ def test_a_writer_runs_the_pipeline_and_everything_is_on_the_server(server, writ
     history = (writer_project / "data/train/history.csv").read_text().splitlines()[1:]
     assert [s for s, _ in got["episode_reward"]] == [int(line.split(",")[1]) for line in history]
     assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
-    assert got["eval_mean_reward"] == [(1, json.loads((writer_project / "data/eval/metrics.json").read_text())["mean_reward"])]
+    assert got["mean_reward"] == [(1, json.loads((writer_project / "data/eval/metrics.json").read_text())["mean_reward"])]
+    # The evaluate stage read the train stage's output hashes back through the server to add its own.
+    listing = client.download_artifacts(train.info.run_id, "outputs.sha256", str(writer_project))
+    assert {"data/train/model.keras", "data/eval/episodes.csv"} <= {
+        line.split("  ", 1)[1] for line in Path(listing).read_text().splitlines()}
+    assert train.data.tags["mlflow.note.content"].startswith("- **Score")
+    # `invaders ui` (make mlflow-ui) points at the server's own UI instead of serving one.
+    shown = run(["invaders", "ui"], writer_project, **server.reader()).stdout
+    assert shown == f"MLflow UI: {server.uri}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning\n"
     assert any(k.startswith("system/") for k in train.data.metrics)
     artifacts = server.root / "pg" / "artifacts"  # proxied through the server into its store
     assert list(artifacts.rglob("history.csv")) and list(artifacts.rglob("episode.mp4"))
@@ -204,6 +205,8 @@ def test_only_an_admin_crowns_the_champion(server, writer_project):
     decision = json.loads((writer_project / "data/promote/decision.json").read_text())
     assert decision["alias"] == "champion" and decision["beats_baseline"] and "MANAGE" in decision["alias_refused"]
     client = server.client(server.reader())
+    note = client.get_run(decision["run_id"]).data.tags["mlflow.note.content"]
+    assert "- **champion**, version" in note and "**the registry did not move the alias**: moving the" in note
     with pytest.raises(Exception, match="not found|RESOURCE_DOES_NOT_EXIST|INVALID_PARAMETER_VALUE"):
         client.get_model_version_by_alias("invaders-dqn", "champion")
 
@@ -265,8 +268,11 @@ def writer_experiment(server, name: str) -> None:
                                                                                 "EDIT")
 
 
+EVALUATION = {"mean_reward", "std_reward", "min_reward", "max_reward", "episodes", "baseline_mean_reward", "improvement"}
+
+
 def training_metrics(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    return {k: v for k, v in histories(client, run_id).items() if not k.startswith("eval_")}
+    return {k: v for k, v in histories(client, run_id).items() if k not in EVALUATION}
 
 
 def finished_with_artifacts(client, run_id: str) -> bool:

@@ -1,5 +1,5 @@
 """`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's
-helpers, team server users."""
+helpers, the MLflow UI, team server users."""
 
 from __future__ import annotations
 
@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="reader (browse), writer (run the pipeline) or admin")
     add.add_argument("--params", type=Path, default=Path("params.yaml"),
                      help="params file naming the experiment and registered model a writer gets (default params.yaml)")
+
+    ui = commands.add_parser("ui", help="the MLflow UI on the project's store; prints the link to the training runs")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file for mlflow.experiment")
     return parser
 
 
@@ -176,10 +181,30 @@ def users(args: argparse.Namespace) -> None:
                    params.promote.model_name))
 
 
+def ui(args: argparse.Namespace) -> None:
+    """Serve the store with `mlflow ui`; a tracking server (MLFLOW_TRACKING_URI) is already serving,
+    and only its link is printed (reading, so a team server's reader may ask too)."""
+    import os
+
+    from invaders.tracking import connect, experiment_link, tracking_uri, ui_link
+
+    experiment = _params(args.params).mlflow.experiment
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"MLflow UI: {experiment_link(experiment)}")
+        return
+    experiment_id = connect(experiment)  # creates the store and the experiment if new
+    print(f"MLflow UI: {ui_link(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
+    # No job runner: its workers serve MLflow's GenAI jobs, which this project has none of.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                              "--host", args.host, "--port", str(args.port)])
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report,
+    {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report, "ui": ui,
      "users": users}[args.command](args)
 
 

@@ -8,7 +8,6 @@ scores, never with a re-run of the champion.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from invaders.config import PromoteConfig
 from invaders.evaluation import read_rewards
 from invaders.model import ModelFileError, load_network
 from invaders.promotion import decide
-from invaders.tracking import TrackingError, redact, tracking_uri
+from invaders.tracking import TrackingError, download, redact, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -48,13 +47,6 @@ def _failure(exc: Exception) -> str:
     return f"cannot be read from {where} ({_reason(exc)})"
 
 
-def _download(**where) -> str:
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files; keep the output clean
-    return mlflow.artifacts.download_artifacts(**where)
-
-
 def load_model(spec: str | Path):
     """A Q-network from a `.keras` file or an MLflow URI (`models:/<name>@<alias>`, `models:/<name>/<version>`,
     `runs:/<run id>/model`), always loaded in Keras safe mode.
@@ -71,7 +63,7 @@ def load_model(spec: str | Path):
     mlflow.set_tracking_uri(tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(_download(artifact_uri=spec, dst_path=tmp))
+            local = Path(download(artifact_uri=spec, dst_path=tmp))
         except (MlflowException, OSError) as exc:  # OSError: the requests library's network errors
             raise ModelFileError(f"{spec}: {_failure(exc)}") from None
         path = local / "data" / "model.keras"
@@ -104,7 +96,7 @@ def recorded_rewards(version) -> list[float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = _download(run_id=version.run_id, artifact_path=path, dst_path=tmp)
+            local = download(run_id=version.run_id, artifact_path=path, dst_path=tmp)
         except (MlflowException, OSError) as exc:
             raise TrackingError(f"model {version.name} version {version.version}: its recorded evaluation"
                                 f" {path!r}: {_failure(exc)}") from None
@@ -186,6 +178,7 @@ def promote(cfg: PromoteConfig, run_id: str, episodes_csv: str | Path, baseline_
         "p_value_baseline": vs_b.p_value,
         "p_value_champion": None if vs_c is None else vs_c.p_value,
         "previous_champion": None if rival is None else str(rival.version),
+        "alias_refused": refused,
     }
     for key, value in {**summary, "eval.mean_reward": vs_b.candidate_mean, "eval.episodes": len(rewards),
                        REWARDS_TAG: rewards_path}.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,8 +14,13 @@ from invaders.errors import UserError
 # experiment (`dvc exp run --queue`) runs in a temporary copy, but DVC_ROOT still names the
 # original project, so its runs land in the same store as everyone else's.
 STORE_FILE = "mlflow.db"
-# MLflow 3's UI opens a "custom model development" experiment on its runs table, not on GenAI traces.
-EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+# MLflow 3 records what an experiment is for in this tag; "custom_model_development" is its
+# "Machine learning" kind (the UI's runs table, not the GenAI pages for traces).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+# The run's output hashes, in `sha256sum` format: the artifact and a tag with its digest.
+HASHES = "outputs.sha256"
 
 
 class TrackingError(UserError):
@@ -103,8 +109,8 @@ def connect(experiment: str) -> str:
     """Point MLflow at the tracking store and select `experiment`; returns its id.
 
     An unreachable or wrong store, bad credentials or a user who may not write there fail here,
-    within seconds, instead of after training: setting the experiment's kind (a model-training
-    experiment, so the UI opens on its runs) is the write that proves the user may write.
+    within seconds, instead of after training: setting the experiment's kind (model training, or
+    the kind it has) is the write that proves the user may write.
     """
     import mlflow
 
@@ -113,22 +119,70 @@ def connect(experiment: str) -> str:
     # Only for these first calls: no retries with back-off, a short timeout.
     with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), _store_lock(uri):
         try:
-            if mlflow.get_experiment_by_name(experiment) is None:
-                mlflow.create_experiment(experiment, artifact_location=artifact_root)
-            experiment_id = mlflow.set_experiment(experiment).experiment_id
-            mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-            return experiment_id
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                mlflow.create_experiment(experiment, artifact_location=artifact_root,
+                                         tags={EXPERIMENT_KIND: MODEL_TRAINING})
+            else:  # made before this tag was set, or by hand; a kind someone chose stays
+                mlflow.MlflowClient().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND,
+                                                         found.tags.get(EXPERIMENT_KIND, MODEL_TRAINING))
+            return mlflow.set_experiment(experiment).experiment_id
         except Exception as exc:
             raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is not usable: {_refusal(exc, uri, experiment)}") from None
 
+def ui_link(base_url: str, experiment_id: str) -> str:
+    """The experiment in the MLflow UI at `base_url`, opening on its training runs. MLflow 3.17's UI
+    picks an experiment's first page by its sidebar switch (GenAI or Model training, kept by the
+    browser, GenAI at first) rather than by the experiment's kind, so the link sets the switch."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def experiment_link(experiment: str) -> str:
+    """The experiment's link on the tracking server in MLFLOW_TRACKING_URI (the server itself if the
+    experiment is not there yet); reads only."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+        try:
+            found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
+        except (MlflowException, OSError) as exc:
+            raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is not usable: {_refusal(exc, uri, experiment)}"
+                                ) from None
+    return redact(uri) if found is None else ui_link(redact(uri), found.experiment_id)
+
+
+def download(**where) -> str:
+    """`mlflow.artifacts.download_artifacts` without its progress bars (small files; clean output)."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return mlflow.artifacts.download_artifacts(**where)
+
 
 def log_output_hashes(*paths: str | Path) -> None:
-    """Tag the active run with each output's SHA-256, so a rerun can be checked against it."""
+    """Record each output's SHA-256 in the active run, so a rerun can be checked against it: the
+    artifact `outputs.sha256` (`sha256sum -c outputs.sha256` in the project checks the files), which
+    gathers the outputs of every stage that logs to the run, and the tag `outputs.sha256`, the
+    listing's own digest: runs with the same tag wrote the same outputs."""
+    import hashlib
+
     import mlflow
 
     from invaders.files import sha256
 
-    mlflow.set_tags({f"sha256.{Path(p).as_posix()}": sha256(p) for p in paths})
+    run_id = mlflow.active_run().info.run_id
+    listing = {}
+    if any(a.path == HASHES for a in mlflow.MlflowClient().list_artifacts(run_id)):
+        with tempfile.TemporaryDirectory() as tmp:
+            for line in Path(download(run_id=run_id, artifact_path=HASHES, dst_path=tmp)).read_text().splitlines():
+                digest, path = line.split("  ", 1)
+                listing[path] = digest
+    listing.update({Path(p).as_posix(): sha256(p) for p in paths})
+    text = "".join(f"{digest}  {path}\n" for path, digest in sorted(listing.items()))
+    mlflow.log_text(text, HASHES)
+    mlflow.set_tag(HASHES, hashlib.sha256(text.encode()).hexdigest())
 
 
 def run_exists(run_id: str) -> bool:

@@ -20,6 +20,8 @@ from invaders.model import save_network
 
 HISTORY_FIELDS = ["episode", "step", "reward", "length", "epsilon", "loss", "mean_q", "wall_time_seconds"]
 VALIDATION_FIELDS = ["step", "mean_reward", "std_reward", "best"]
+# Each game's score is noisy; beside it goes the mean of the last games', the curve to read.
+SMOOTHED_GAMES = 100
 
 # (global step, metrics) -> None; how a caller (the train stage) tracks progress.
 MetricsSink = Callable[[int, dict[str, float]], None]
@@ -167,7 +169,9 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
             }
             self.rows.append(row)
             self.bar.set_postfix(episode=row["episode"], reward=row["reward"], eps=f"{row['epsilon']:.3f}")
-            sink(row["step"], {"episode_reward": row["reward"], "episode_length": row["length"]})
+            recent = [r["reward"] for r in self.rows[-SMOOTHED_GAMES:]]
+            sink(row["step"], {"episode_reward": row["reward"], f"episode_reward_mean{SMOOTHED_GAMES}": _mean(recent),
+                               "episode_length": row["length"]})
 
     best_weights = None
     if resume:
