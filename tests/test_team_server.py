@@ -192,8 +192,11 @@ def always_right_fire(path: Path) -> None:
 
 
 def test_only_an_admin_crowns_the_champion(server, writer_project):
-    """A writer's agent that earns `champion`: the decision is recorded, the alias is not moved, and
-    retrain.sh says so with exit 3; the same promote stage run by the admin moves it."""
+    """The champion path end to end. A writer's agent that earns `champion`: the decision is recorded,
+    the alias is not moved, and retrain.sh says so with exit 3; the same promote stage run by the
+    admin moves it; then retrain.sh passes its gate (exit 0), a reader plays `@champion`, and the
+    champion re-evaluated with its trained network (which does not beat random) loses the alias."""
+    trained = (writer_project / "data/train/model.keras").read_bytes()
     always_right_fire(writer_project / "data/train/model.keras")
     run(["dvc", "commit", "-f", "train"], writer_project)  # as if train had made it
     refused = run(["bash", "scripts/retrain.sh"], writer_project, check=False, **server.writer())
@@ -215,6 +218,21 @@ def test_only_an_admin_crowns_the_champion(server, writer_project):
     version = server.client(server.reader()).get_model_version_by_alias("invaders-dqn", "champion")
     assert version.version == decision["version"]
     no_secret_in(refused.stdout, refused.stderr, crowned.stdout, crowned.stderr)
+
+    passed = run(["bash", "scripts/retrain.sh"], writer_project, **server.admin())  # exit 0: gate passed
+    assert "Gate: passed, the agent beats the random baseline." in passed.stdout
+    played = run(["invaders", "play", "--model", "models:/invaders-dqn@champion"], writer_project, **server.reader())
+    assert played.stdout.splitlines()[-1].startswith("mean ") and "over 1 episodes" in played.stdout
+
+    (writer_project / "data/train/model.keras").write_bytes(trained)
+    run(["dvc", "commit", "-f", "train"], writer_project)
+    demoted = run(["bash", "scripts/retrain.sh", "--no-gate"], writer_project, **server.admin())
+    assert ran_stages(demoted.stdout) == ["evaluate", "promote"]
+    assert json.loads((writer_project / "data/promote/decision.json").read_text())["alias"] == "challenger"
+    client = server.client(server.reader())
+    assert client.get_model_version_by_alias("invaders-dqn", "challenger").version == decision["version"]
+    with pytest.raises(Exception, match="not found|RESOURCE_DOES_NOT_EXIST|INVALID_PARAMETER_VALUE"):
+        client.get_model_version_by_alias("invaders-dqn", "champion")
 
 
 def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path):
