@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from invaders import files, runnote
+from invaders import files, reproducibility, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.tracking import (TrackingPending, connect, end_run, log_output_hashes, metrics_sink, run_exists,
@@ -73,6 +73,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     params = load_params()
     files.require(MODEL)
+    reproducibility.apply(params)  # before TensorFlow's first op
     experiment_id = connect(params.mlflow.experiment)
 
     from tqdm import tqdm
@@ -104,6 +105,7 @@ def main() -> None:
     outbox = Outbox(run_id, OUT / ".outbox-spill.jsonl", echo=tqdm.write)
     if resumed_run is None:
         outbox.log_params(params.flat())
+    outbox.set_tags(reproducibility.tags())  # a resumed run records the machine it finished on
     if resume:  # the same run; or, if the store lost it, a new one linked to the killed one
         outbox.set_tags({"resumed_from_step": resume.meta["step"]}
                         | ({} if resumed_run else {"resumed_from_run": resume.meta["run_id"]}))

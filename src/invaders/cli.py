@@ -73,13 +73,13 @@ def _agent(model_spec: str, params, epsilon: float | None):
     """The model (file or URI) in a test-mode agent, after checking it fits the params' environment."""
     from invaders.agent import build_agent
     from invaders.envs import action_count, observation_shape
-    from invaders.evaluation import use_one_thread
+    from invaders import reproducibility
     from invaders.model import check_fits
     from invaders.registry import load_model
 
     if epsilon is not None and not 0.0 <= epsilon <= 1.0:
         raise UserError(f"--epsilon: must be between 0 and 1 (got {epsilon})")
-    use_one_thread()
+    reproducibility.apply(params, playing=True)
     model = load_model(model_spec)
     window = int(model.input_shape[1])  # the network's own window; frames and actions must fit the env
     check_fits(model, model_spec, observation_shape(params.env), window, action_count(params.env))
