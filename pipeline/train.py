@@ -28,6 +28,14 @@ OUTPUTS = [OUT / name for name in ("model.keras", "last.keras", "history.csv", "
 FLUSH_WAIT = float(os.environ.get("INVADERS_TRACKING_WAIT", "60"))
 
 
+def pip_requirements() -> list[str]:
+    """What loading the MLflow model needs, at the installed (locked) versions. Given, so MLflow does not
+    infer them by loading the model in a second Python process that imports TensorFlow again (seconds)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("tensorflow", "tf-keras", "numpy")]
+
+
 def finish_run(run_id: str) -> None:
     """The run's artifacts, output hashes and model, from the outputs on disk; then it is FINISHED."""
     import mlflow
@@ -42,7 +50,7 @@ def finish_run(run_id: str) -> None:
         # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
         trained = load_network(OUT / "model.keras")
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
-        mlflow.tensorflow.log_model(trained, name="model", input_example=example)
+        mlflow.tensorflow.log_model(trained, name="model", input_example=example, pip_requirements=pip_requirements())
     runnote.write(run_id)
 
 
