@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     prm.add_argument("--preset", help="'default' (params.yaml as it is), a name in presets/ (seed, smoke) or a file")
     prm.add_argument("--steps", type=int, help="train.steps")
     prm.add_argument("--seed", type=int, help="seed")
+    prm.add_argument("--mode", help="reproducibility.mode: portable or native")
     prm.add_argument("--file", type=Path, default=Path("params.yaml"), help="the params file to write")
 
     sc = commands.add_parser("scores", help="evaluation scores over several runs (seeds): mean and bootstrap CI")
@@ -140,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> None:
 def params(args: argparse.Namespace) -> None:
     from invaders.retrain import write_run_params
 
-    print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed))
+    print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed, mode=args.mode))
 
 
 def scores(args: argparse.Namespace) -> None:
