@@ -73,3 +73,42 @@ def test_the_outputs_do_not_depend_on_the_core_count_or_an_isa_cap_from_outside(
             tags["repro.xla_flags"]) == ("portable", "1", "2", "AVX2", "--xla_cpu_max_isa=AVX2")
     assert tags["repro.cpu"] == reproducibility.cpu_name() and "avx2" in tags["repro.cpu_flags"].split()
     assert (tags["eval.repro.mode"], tags["eval.repro.intra_op_threads"]) == ("portable", "1")
+
+
+APPLY = """
+import json, os, sys
+import invaders, tensorflow as tf
+from invaders import reproducibility
+from invaders.config import Params, ReproducibilityConfig
+params = Params(reproducibility=ReproducibilityConfig(mode=sys.argv[1], threads=3))
+if sys.argv[2] == "late":
+    tf.constant(1.0) + 1
+try:
+    reproducibility.apply(params)
+except RuntimeError as exc:
+    print(json.dumps({"error": str(exc)})); sys.exit()
+tf.constant(1.0) + 1
+try:
+    reproducibility.apply(params, playing=True)
+    again = "accepted"
+except RuntimeError:
+    again = "refused"
+print(json.dumps({"intra": tf.config.threading.get_intra_op_parallelism_threads(),
+                  "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+                  "isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "xla": os.environ.get("XLA_FLAGS"), "again": again}))
+"""
+
+
+@pytest.mark.parametrize("mode, when, expected", [
+    ("portable", "early", {"intra": 3, "inter": 3, "isa": "AVX2", "xla": "--xla_cpu_enable_fast_math=false --xla_cpu_max_isa=AVX2",
+                           "again": "refused"}),
+    ("native", "early", {"intra": 0, "inter": 0, "isa": "AVX512_CORE", "xla": "--xla_cpu_enable_fast_math=false", "again": "refused"}),
+    ("portable", "late", {"error": "reproducibility.apply() must be called before TensorFlow runs its first op"}),
+])
+def test_apply_sets_the_caps_and_threads_before_the_first_op_or_refuses(mode, when, expected):
+    """What `apply` does to the process: portable overrides an outer cap and keeps other XLA flags; native leaves
+    them and TensorFlow's default threads (0: the core count) alone; after TensorFlow's first op it refuses, as it
+    does a second call with other settings (here: playing)."""
+    out = run([sys.executable, "-c", APPLY, mode, when], REPO, ONEDNN_MAX_CPU_ISA="AVX512_CORE",
+              XLA_FLAGS="--xla_cpu_enable_fast_math=false")
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 from invaders.errors import UserError
 
@@ -87,6 +88,8 @@ def apply(params, playing: bool = False, without_tensorflow: bool = False) -> di
         return settings()
     if portable:
         _check_cpu()
+        if _tensorflow_started():  # oneDNN and XLA have read their variables already: the cap would be ignored
+            raise RuntimeError("reproducibility.apply() must be called before TensorFlow runs its first op")
         os.environ["ONEDNN_MAX_CPU_ISA"] = ISA
         flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_cpu_max_isa=")]
         os.environ["XLA_FLAGS"] = " ".join([*flags, XLA_FLAG])
@@ -100,6 +103,14 @@ def apply(params, playing: bool = False, without_tensorflow: bool = False) -> di
             raise RuntimeError("reproducibility.apply() must be called before TensorFlow runs its first op") from None
     _applied = wanted
     return settings()
+
+
+def _tensorflow_started() -> bool:
+    if "tensorflow" not in sys.modules:
+        return False
+    from tensorflow.python.eager import context
+
+    return context.context()._context_handle is not None  # created by the first op
 
 
 def _wanted(params, playing: bool) -> dict[str, object]:
