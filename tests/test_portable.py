@@ -73,6 +73,14 @@ def test_the_outputs_do_not_depend_on_the_core_count_or_an_isa_cap_from_outside(
             tags["repro.xla_flags"]) == ("portable", "1", "2", "AVX2", "--xla_cpu_max_isa=AVX2")
     assert tags["repro.cpu"] == reproducibility.cpu_name() and "avx2" in tags["repro.cpu_flags"].split()
     assert (tags["eval.repro.mode"], tags["eval.repro.intra_op_threads"]) == ("portable", "1")
+    # The MLflow model's requirements are given from the installed (locked) versions, not inferred by
+    # MLflow in a second Python process that imports TensorFlow again.
+    from importlib.metadata import version
+
+    requirements = Path(mlflow.artifacts.download_artifacts(run_id=latest.info.run_id,
+                                                            artifact_path="model/requirements.txt",
+                                                            dst_path=str(root / "check"))).read_text().split()
+    assert {f"tensorflow=={version('tensorflow')}", f"tf-keras=={version('tf-keras')}"} <= set(requirements)
 
 
 APPLY = """
