@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -42,12 +43,15 @@ def exit_on_user_error(main: Callable[..., None]) -> Callable[..., None]:
         try:
             return main(*args, **kwargs)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(exc.exit_code)
+            message, code = str(exc), exc.exit_code
         except Exception as exc:
             if os.environ.get(TRACEBACK_VAR):
                 raise
-            print(f"error: {unexpected(exc)}", file=sys.stderr)
-            sys.exit(2)
+            message, code = unexpected(exc), 2
+        # Out here the error's traceback is gone; collecting what its frames held (an emulator)
+        # before exit keeps native libraries' leak reports from following the one line.
+        gc.collect()
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(code)
 
     return wrapper
