@@ -6,7 +6,7 @@ from invaders import files, reproducibility, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
-from invaders.tracking import connect, log_output_hashes
+from invaders.tracking import TrackingError, connect, log_output_hashes, redact, run_exists, tracking_uri
 
 MODEL = Path("data/train/model.keras")
 TRAIN_RUN = Path("data/train/mlflow_run.json")
@@ -24,6 +24,10 @@ def main() -> None:
     baseline_run_id = files.read_json(BASELINE_RUN)["run_id"]
     baseline_mean = files.read_json(BASELINE)["mean_reward"]
     connect(params.mlflow.experiment)
+    for path, run_id in ((TRAIN_RUN, train_run_id), (BASELINE_RUN, baseline_run_id)):
+        if not run_exists(run_id):
+            raise TrackingError(f"{path}: run {run_id} is not in the MLflow store {redact(tracking_uri())!r}"
+                                " (was the store changed since?); rerun the pipeline: dvc repro -f")
     import mlflow
 
     reproducibility.apply(params, playing=True)

@@ -3,6 +3,8 @@
 The README's "When something is wrong" table lists these cases; each row names its test.
 """
 
+import os
+import re
 import resource
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, merge
+from conftest import REPO, TINY, free_port, merge, serving
 
 from invaders.config import ModelConfig, parse_params
 from invaders.model import ModelFileError, build_q_network, save_network
@@ -41,6 +43,73 @@ def test_a_full_disk_leaves_the_previous_output_and_no_partial_file(tmp_path):
                                   " its previous version is unchanged")
     assert model.read_bytes() == b"the previous model"
     assert sorted(p.name for p in model.parent.iterdir()) == ["model.keras"]  # no temporary file left
+
+
+@pytest.fixture(scope="module")
+def store_server(tmp_path_factory):
+    """A tracking server in a process of its own (`invaders ui`), so that a stage under a file-size
+    limit writes nothing but its outputs (its SQLite store would otherwise hit the limit first)."""
+    root = tmp_path_factory.mktemp("store")
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    port = free_port()
+    with serving(["invaders", "ui", "--port", str(port)], root, f"http://127.0.0.1:{port}", root / "ui.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def full_disk_project(tmp_path, overrides: dict, inputs: dict[str, bytes], previous: dict[str, bytes]) -> dict:
+    """A directory with tiny params, the stage's inputs and earlier outputs; returns every file's bytes."""
+    params = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), overrides)
+    tmp_path.mkdir()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for path, content in {**inputs, **previous}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(content)
+    return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+
+def network_bytes(tmp_path) -> bytes:
+    save_network(build_q_network(ModelConfig(), (84, 84), 4, 6), tmp_path / "net.keras")
+    return (tmp_path / "net.keras").read_bytes()
+
+
+def evaluate_inputs(tmp_path, store: str) -> dict[str, bytes]:
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("invaders").experiment_id
+    train, baseline = (client.create_run(experiment).info.run_id for _ in range(2))
+    return {"data/train/model.keras": network_bytes(tmp_path),
+            "data/train/mlflow_run.json": f'{{"run_id": "{train}"}}'.encode(),
+            "data/baseline/mlflow_run.json": f'{{"run_id": "{baseline}"}}'.encode(),
+            "data/baseline/metrics.json": b'{"mean_reward": 1.0}'}
+
+
+@pytest.mark.parametrize("output, limit, overrides", [
+    ("data/eval/video/episode.mp4", 4_000, {}),  # a short game's video is tens of kB
+    ("data/eval/episodes.csv", 30, {"evaluate": {"video": False}}),  # header and two rows: about 50 bytes
+])
+def test_a_full_disk_while_evaluating_leaves_the_previous_video_and_csv(tmp_path, store_server, output, limit,
+                                                                        overrides):
+    before = full_disk_project(tmp_path / "p", overrides, evaluate_inputs(tmp_path, store_server), {
+        "data/eval/video/episode.mp4": b"the previous video", "data/eval/episodes.csv": b"the previous csv"})
+    result = stage("evaluate", tmp_path / "p", env={**os.environ, "MLFLOW_TRACKING_URI": store_server},
+                   limit_bytes=limit)
+    assert re.fullmatch(rf"error: {output}: could not be written \((.*: )?File too large\); its previous version"
+                        " is unchanged", error_line(result)), error_line(result)
+    after = {p: p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file()}
+    assert after == before  # the previous outputs, and no temporary file
+
+
+def test_a_full_disk_while_checkpointing_stops_training_and_leaves_no_partial_checkpoint(tmp_path, store_server):
+    """The checkpoint (networks, optimizer, replay memory: tens of MB) is the first file over 10 MB."""
+    before = full_disk_project(tmp_path / "p", {}, {"data/model/model.keras": network_bytes(tmp_path)},
+                               {"data/train/model.keras": b"the previous model"})
+    result = stage("train", tmp_path / "p", env={**os.environ, "MLFLOW_TRACKING_URI": store_server},
+                   limit_bytes=10_000_000)
+    assert error_line(result) == ("error: data/train/checkpoints/step-000000100.ckpt: could not be written (File too"
+                                  " large); its previous version is unchanged")
+    after = {p: p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file()}
+    assert after == before  # no checkpoint, partial or whole, and the previous model
 
 
 # Inputs every stage checks before it connects to MLflow (their content is never read that far).
@@ -108,3 +177,47 @@ def test_play_and_evaluate_refuse_bad_options_before_any_work(tmp_path, command,
                             capture_output=True, text=True, timeout=300)
     assert error_line(result) == f"error: {says}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_evaluate_refuses_runs_its_store_does_not_have(tmp_path, store_server):
+    """The inputs name training and baseline runs of another store (MLFLOW_TRACKING_URI changed since)."""
+    inputs = {**evaluate_inputs(tmp_path, store_server), "data/train/mlflow_run.json": b'{"run_id": "gone"}'}
+    before = full_disk_project(tmp_path / "p", {}, inputs, {})
+    result = stage("evaluate", tmp_path / "p", env={**os.environ, "MLFLOW_TRACKING_URI": store_server})
+    assert error_line(result) == (f"error: data/train/mlflow_run.json: run gone is not in the MLflow store"
+                                  f" '{store_server}' (was the store changed since?); rerun the pipeline: dvc repro -f")
+    assert {p: p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file()} == before
+
+
+def test_a_sqlite_file_that_is_not_a_store_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "notes.db").write_text("not a database")
+    uri = f"sqlite:///{tmp_path / 'notes.db'}"
+    result = stage("baseline", tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert error_line(result) == (f"error: MLflow tracking URI '{uri}' is not usable: (sqlite3.DatabaseError) file is"
+                                  " not a database")
+    assert (tmp_path / "notes.db").read_text() == "not a database"
+    assert not (tmp_path / "data").exists()
+
+
+FAILING = """
+from invaders.errors import exit_on_user_error
+
+@exit_on_user_error
+def main():
+    return {}["missing"]
+
+main()
+"""
+
+
+def test_an_unexpected_error_is_one_line_saying_what_it_is(tmp_path):
+    """A bug or a case nobody foresaw is not passed off as a user's mistake, and not a traceback either."""
+    (tmp_path / "failing.py").write_text(FAILING)
+    result = subprocess.run([sys.executable, "failing.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert error_line(result) == (f"error: unexpected KeyError: 'missing' (at {tmp_path.name}/failing.py:6);"
+                                  " INVADERS_TRACEBACK=1 shows the traceback")
+    assert len(result.stderr.strip().splitlines()) == 1
+    shown = subprocess.run([sys.executable, "failing.py"], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "INVADERS_TRACEBACK": "1"})
+    assert shown.returncode == 1 and "Traceback" in shown.stderr and "KeyError: 'missing'" in shown.stderr

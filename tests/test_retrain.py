@@ -1,6 +1,7 @@
 """scripts/retrain.sh end to end with a local directory as the DVC remote, its helpers, and the CI workflows."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,32 @@ def test_actionlint_does_fail_on_a_broken_workflow(tmp_path):
 def test_retrain_script_is_executable():
     assert (REPO / "scripts" / "retrain.sh").stat().st_mode & 0o111
     assert Path(REPO / "scripts" / "retrain.sh").read_text().startswith("#!/usr/bin/env bash\n")
+
+
+def test_the_pull_request_smoke_step_runs_as_the_workflow_says(tmp_path):
+    """The pull-request workflow's smoke step, its `run:` taken from the workflow, in a checkout of a branch that
+    changes a param: the whole pipeline on the smoke preset, the report with the params and metrics diffs
+    against the base branch, and the files its upload step collects."""
+    origin, pr = tmp_path / "origin", tmp_path / "pr"
+    origin.mkdir()
+    make_project(origin, yaml.safe_load((REPO / "params.yaml").read_text()), repro=False)
+    run(["git", "branch", "-M", "main"], origin)
+    run(["git", "checkout", "-qb", "faster-learning"], origin)
+    params = (origin / "params.yaml").read_text()
+    (origin / "params.yaml").write_text(params.replace("learning_rate: 0.0001", "learning_rate: 0.0002"))
+    run(["git", "commit", "-qam", "a faster learning rate"], origin)
+    run(["git", "clone", "-q", "--branch", "faster-learning", str(origin), str(pr)], tmp_path)
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "pull-request.yml").read_text())
+    step = next(s for s in workflow["jobs"]["test"]["steps"] if s.get("name") == "Smoke dvc repro")
+    smoke = run(["bash", "-euo", "pipefail", "-c", step["run"]], pr, BASE_REF="main")
+    assert ran_stages(smoke.stdout) == STAGES
+    report = (pr / "smoke-report.md").read_text()
+    assert "## Retrain: invaders-dqn-smoke version 1 is **challenger**" in report  # the smoke preset's model
+    assert "### Params: this commit against origin/main" in report
+    assert re.search(r"\| params.yaml\s*\| agent.learning_rate\s*\| 0.0001\s*\| 0.0002\s*\|", report), report
+    assert "### Metrics: this run against origin/main" in report
+    upload = next(s for s in workflow["jobs"]["test"]["steps"] if s.get("uses", "").startswith("actions/upload"))
+    for path in upload["with"]["path"].split():
+        assert (pr / path).stat().st_size > 0, path
+    assert load_params(pr / "params.yaml").train.steps == load_params(REPO / "presets" / "smoke.yaml").train.steps

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from functools import wraps
+
+# Set to see the traceback of an unexpected error instead of its one line.
+TRACEBACK_VAR = "INVADERS_TRACEBACK"
 
 
 class UserError(Exception):
@@ -13,15 +19,39 @@ class UserError(Exception):
     exit_code = 2
 
 
+def unexpected(exc: BaseException) -> str:
+    """One line for an error nobody foresaw: what it is and where it came from, not what it might mean."""
+    message = (str(exc).strip().splitlines() or [""])[0][:300]
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {_short_path(frame.filename)}:{frame.lineno})" if frame else ""
+    kind = type(exc).__qualname__ if type(exc).__module__ == "builtins" else \
+        f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return (f"unexpected {kind}: {message}{where};"
+            f" {TRACEBACK_VAR}=1 shows the traceback")
+
+
+def _short_path(filename: str) -> str:
+    return os.path.join(os.path.basename(os.path.dirname(filename)), os.path.basename(filename))
+
+
 def exit_on_user_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Run `main`; a UserError becomes one line on stderr and its exit code (2), no traceback."""
+    """Run `main`; a UserError becomes one line on stderr and its exit code (2), no traceback.
+    Any other error also becomes one line, saying what it is, with exit code 2."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(exc.exit_code)
+            message, code = str(exc), exc.exit_code
+        except Exception as exc:
+            if os.environ.get(TRACEBACK_VAR):
+                raise
+            message, code = unexpected(exc), 2
+        # Out here the error's traceback is gone; collecting what its frames held (an emulator)
+        # before exit keeps native libraries' leak reports from following the one line.
+        gc.collect()
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(code)
 
     return wrapper

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import errno
+import re
+import subprocess
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -127,15 +131,28 @@ def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | No
 
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> None:
-    """H.264 MP4 via the ffmpeg binary that ships inside imageio-ffmpeg; atomic."""
-    import imageio.v2 as imageio
+    """H.264 MP4 by the ffmpeg binary that ships inside imageio-ffmpeg, with the command imageio runs;
+    atomic. We run it ourselves because imageio ignores ffmpeg's exit status: a full disk would leave
+    a truncated video in place of the previous one."""
+    import imageio_ffmpeg
 
-    with atomic_path(path) as tmp, imageio.get_writer(
-        tmp, fps=fps, codec="libx264", macro_block_size=1, ffmpeg_log_level="error", pixelformat="yuv420p"
-    ) as writer:
-        for frame in frames:
-            # Even sides for yuv420p; x2 so the 160-pixel-wide screen is watchable.
-            writer.append_data(np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1))
+    height, width = frames[0].shape[0] * 2, frames[0].shape[1] * 2
+    with atomic_path(path) as tmp:
+        ffmpeg = subprocess.Popen(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+             "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an", "-vcodec", "libx264",
+             "-pix_fmt", "yuv420p", "-v", "error", str(tmp)],
+            # Python's ignored SIGXFSZ is kept, so a file-size limit is an error ffmpeg reports, not its death.
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, restore_signals=False)
+        try:
+            for frame in frames:  # x2 so the 160-pixel-wide screen is watchable (and its sides even, for yuv420p)
+                ffmpeg.stdin.write(np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg stopped early: its exit status and message say why
+        _, err = ffmpeg.communicate()
+        if ffmpeg.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or [f"ffmpeg exited with {ffmpeg.returncode}"]
+            raise OSError(errno.EIO, re.sub(r"^\[[^]]*\] ", "", lines[-1]))
 
 
 def improvement(mean: float, baseline_mean: float) -> float | None:

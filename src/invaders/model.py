@@ -123,7 +123,9 @@ def load_network(path: str | Path) -> tf_keras.Model:
         raise ModelFileError(f"{path}: no such model file")
     try:
         return tf_keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a bad file
+    # What Keras raises for a file that is not a model it can load: not HDF5 or a zip (OSError), no
+    # config (KeyError), bad JSON or a refused layer (ValueError), an unknown class (TypeError).
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
 

@@ -8,6 +8,7 @@ scores, never with a re-run of the champion.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from invaders.config import PromoteConfig
 from invaders.evaluation import read_rewards
 from invaders.model import ModelFileError, load_network
 from invaders.promotion import decide
-from invaders.tracking import TrackingError, download, redact, tracking_uri
+from invaders.tracking import TrackingError, download, redact, store_lock, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -109,10 +110,11 @@ def _candidate(name: str, run_id: str):
     from mlflow.exceptions import MlflowException
 
     client = _client()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
+    try:  # create, not look then create: another promote may be creating it this very moment
         client.create_registered_model(name, description="DQN agents for Atari Space Invaders; see the promote stage")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:
         return min(existing, key=lambda v: int(v.version))
@@ -161,15 +163,16 @@ def promote(cfg: PromoteConfig, run_id: str, episodes_csv: str | Path, baseline_
     rewards, baseline = read_rewards(episodes_csv), read_rewards(baseline_csv)
     client = _client()
     name = cfg.model_name
-    version = _candidate(name, run_id)
-    holder = version_by_alias(name, CHAMPION)
-    rival = holder if holder is not None and holder.version != version.version else None
-    decision = decide(rewards, baseline, None if rival is None else recorded_rewards(rival), cfg.alpha,
-                      cfg.min_episodes)
-
-    rewards_path = _record(version, episodes_csv)
-    alias = CHAMPION if decision.promote else CHALLENGER
-    refused = _move_alias(name, alias, version.version)
+    # Two promotes at once (queued experiments) must not both judge against the same champion.
+    with store_lock(tracking_uri()):
+        version = _candidate(name, run_id)
+        holder = version_by_alias(name, CHAMPION)
+        rival = holder if holder is not None and holder.version != version.version else None
+        decision = decide(rewards, baseline, None if rival is None else recorded_rewards(rival), cfg.alpha,
+                          cfg.min_episodes)
+        rewards_path = _record(version, episodes_csv)
+        alias = CHAMPION if decision.promote else CHALLENGER
+        refused = _move_alias(name, alias, version.version)
 
     vs_b, vs_c = decision.vs_baseline, decision.vs_champion
     summary = {

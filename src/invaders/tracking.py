@@ -49,17 +49,23 @@ def _artifact_root() -> str | None:
 
 
 @contextmanager
-def _store_lock(uri: str):
-    """Serialises creating (and migrating) a SQLite store: two processes doing it at once collide.
+def store_lock(uri: str):
+    """Serialises what two processes must not do at once on one SQLite store: creating (and
+    migrating) it, which collides, and a promote decision (read the champion, move the alias).
 
-    Once the tables exist, MLflow's own SQLite busy timeout (20 s) handles concurrent writers.
+    Other writes need no lock: MLflow's own SQLite busy timeout (20 s) handles concurrent writers.
+    A server's store is shared by many machines, where a file lock means nothing: a no-op there.
     """
     if not uri.startswith("sqlite:///"):
         yield
         return
     lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".db.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "w")
+    except OSError as exc:
+        raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: {lock_path}: {exc.strerror}") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -113,11 +119,13 @@ def connect(experiment: str) -> str:
     the kind it has) is the write that proves the user may write.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     uri, artifact_root = tracking_uri(), _artifact_root()
     mlflow.set_tracking_uri(uri)  # which also sets MLFLOW_TRACKING_URI
     # Only for these first calls: no retries with back-off, a short timeout.
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), _store_lock(uri):
+    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), store_lock(uri):
         try:
             found = mlflow.get_experiment_by_name(experiment)
             if found is None:
@@ -127,8 +135,10 @@ def connect(experiment: str) -> str:
                 mlflow.MlflowClient().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND,
                                                          found.tags.get(EXPERIMENT_KIND, MODEL_TRAINING))
             return mlflow.set_experiment(experiment).experiment_id
-        except Exception as exc:
+        # The server's answers and the network's failures (OSError), and a SQLite file that is not MLflow's.
+        except (MlflowException, OSError, SQLAlchemyError) as exc:
             raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is not usable: {_refusal(exc, uri, experiment)}") from None
+
 
 def ui_link(base_url: str, experiment_id: str) -> str:
     """The experiment in the MLflow UI at `base_url`, opening on its training runs. MLflow 3.17's UI

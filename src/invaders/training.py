@@ -188,6 +188,9 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
     finally:
         progress.bar.close()
         env.close()
+        # Something keeps the callback (and its closure) alive until exit, where ALE's bindings
+        # would report the emulator as leaked on stderr, after the stage's last line: let it go.
+        env = progress.env = None
     if int(agent.step) < cfg.steps:  # keras-rl2's fit swallows Ctrl-C and returns early
         raise KeyboardInterrupt(f"training stopped at step {int(agent.step)} of {cfg.steps}")
     if validator.enabled:
