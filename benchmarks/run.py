@@ -8,7 +8,7 @@ the defaults (3-step returns, prioritized replay), then the defaults in bfloat16
 
 Both reproducibility modes: every TensorFlow measurement runs in a fresh process that applies
 its mode first (`invaders.reproducibility.apply`); `portable` is the AVX2 path on any CPU. SB3
-runs natively and on the AVX2 path too (`ATEN_CPU_CAPABILITY=avx2`, the same oneDNN cap), so on
+runs natively and on the AVX2 path too (`ATEN_CPU_CAPABILITY=avx2`, the same oneDNN cap, MKL's), so on
 an AVX-512 machine both sides of the AVX2 comparison are what an AVX2-only machine would run.
 Run with `make bench`; prints two tables.
 """
@@ -203,11 +203,12 @@ def outbox_costs(records: int) -> dict[str, float]:
 
 def sb3_rates(python: str | None, steps: int, avx2: bool) -> dict | None:
     """SB3's DQN at the same settings, in its own interpreter (a venv with PyTorch); None without one.
-    `avx2`: on the AVX2 path (PyTorch's kernels and its oneDNN capped), as portable mode runs ours."""
+    `avx2`: on the AVX2 path (PyTorch's own kernels, its oneDNN and MKL capped), as portable mode runs ours."""
     if not python or not Path(python).exists():
         return None
     script = Path(__file__).with_name("sb3_dqn.py")
-    env = {**os.environ, **({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": reproducibility.ISA} if avx2 else {})}
+    capped = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": reproducibility.ISA, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    env = {**os.environ, **(capped if avx2 else {})}
     out = subprocess.run([python, str(script), "--steps", str(steps), "--json"], capture_output=True, text=True,
                          check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -294,7 +295,7 @@ def main() -> None:
     isa = reproducibility.ISA
     print(f"\nReproducibility modes (defaults: 3-step + prioritized); portable is the {isa} path with TensorFlow on"
           f" {defaults['portable'].reproducibility.threads} threads for training, SB3's {isa} path is"
-          f" ATEN_CPU_CAPABILITY=avx2 with ONEDNN_MAX_CPU_ISA={isa}:")
+          f" ATEN_CPU_CAPABILITY=avx2 with ONEDNN_MAX_CPU_ISA={isa} and MKL_ENABLE_INSTRUCTIONS=AVX2:")
     print(f"| {'env steps/s':<42} | {'native':>9} | {'portable':>9} | {'cost':>6} |")
     print(f"|{'-' * 44}|{'-' * 10}:|{'-' * 10}:|{'-' * 7}:|")
     mode_rows = [("invaders training (all steps)", modes["native"][0], modes["portable"][0]),
