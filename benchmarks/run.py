@@ -5,7 +5,12 @@ Same settings for every agent: Nature CNN, batch 32, a gradient step every 4 env
 replay); ours runs the same algorithm (FastDQNAgent + ReplayMemory, `n_step: 1`, uniform), then
 the defaults (3-step returns, prioritized replay), then the defaults in bfloat16. SB3's DQN
 (PyTorch) runs in its own venv, in the same bench run, when one is given (`make bench` makes it).
-Run with `make bench`; prints one table.
+
+Both reproducibility modes: every TensorFlow measurement runs in a fresh process that applies
+its mode first (`invaders.reproducibility.apply`); `portable` is the AVX2 path on any CPU. SB3
+runs natively and on the AVX2 path too (`ATEN_CPU_CAPABILITY=avx2`, the same oneDNN cap, MKL's), so on
+an AVX-512 machine both sides of the AVX2 comparison are what an AVX2-only machine would run.
+Run with `make bench`; prints two tables.
 """
 
 from __future__ import annotations
@@ -23,12 +28,8 @@ from pathlib import Path
 import numpy as np
 
 import invaders  # noqa: F401
-from invaders.agent import FastDQNAgent, build_agent, seed_everything
-from invaders.compat import load_rl
-from invaders.config import Params, load_params
-from invaders.envs import RLEnv, action_count, make_env, observation_shape
-from invaders.evaluation import play_agent, use_one_thread
-from invaders.model import build_q_network
+from invaders import reproducibility
+from invaders.config import Params, ReproducibilityConfig, load_params
 from invaders.replay import PrioritizedReplayMemory, ReplayMemory
 
 WARMUP = 1000
@@ -43,12 +44,29 @@ def _params(steps: int, **agent) -> Params:
 
 
 ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": Params().agent.prioritized.model_copy(update={"enabled": False})}
+MODES = ("native", "portable")
+
+
+def _mode(params: Params, mode: str) -> Params:
+    return params.model_copy(update={"reproducibility": ReproducibilityConfig(mode=mode)})
+
+
+def _fresh(fn, *args):
+    """`fn(*args)` in a new process: TensorFlow's instruction set and threads are fixed once it has run."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _agent(params: Params, agent_class, training: bool = True):
+    from invaders.agent import build_agent, seed_everything
+    from invaders.envs import action_count, observation_shape
+    from invaders.model import build_q_network
+
     seed_everything(params.seed)
     net = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
                           action_count(params.env))
+    from invaders.compat import load_rl
+
     memory = None
     if agent_class is load_rl().DQNAgent:  # plain keras-rl2, as its Atari example: SequentialMemory
         memory = load_rl().SequentialMemory(limit=params.agent.memory_limit, window_length=params.agent.window_length)
@@ -57,6 +75,9 @@ def _agent(params: Params, agent_class, training: bool = True):
 
 def _timed_fit(agent, params: Params) -> tuple[float, float]:
     """fit for `train.steps`; (env steps/s over all of it, env steps/s after warmup)."""
+    from invaders.compat import load_rl
+    from invaders.envs import RLEnv, make_env
+
     env = RLEnv(make_env(params.env), params.seed)
     warmup = params.agent.warmup_steps
     marks: list[float] = []
@@ -73,17 +94,34 @@ def _timed_fit(agent, params: Params) -> tuple[float, float]:
     return params.train.steps / (end - start), (params.train.steps - warmup) / (end - marks[0])
 
 
-def train_rates(params: Params, agent_class) -> tuple[float, float]:
+def train_rates(params: Params, agent: str = "invaders") -> tuple[float, float]:
+    """(all steps, after warmup) env steps/s of `agent` ("invaders" or "keras-rl2") in a fresh process."""
+    return _fresh(_train_rates, params, agent)
+
+
+def _train_rates(params: Params, agent: str) -> tuple[float, float]:
+    reproducibility.apply(params)
+    from invaders.agent import FastDQNAgent
+    from invaders.compat import load_rl
+
+    agent_class = FastDQNAgent if agent == "invaders" else load_rl().DQNAgent
     return _timed_fit(_agent(params, agent_class), params)
 
 
 def seed_preset_seconds_per_1000(steps: int) -> float:
     """The article's setup (34.8M parameters, raw frames, a gradient step every env step)."""
+    return _fresh(_seed_preset_seconds_per_1000, steps)
+
+
+def _seed_preset_seconds_per_1000(steps: int) -> float:
+    from invaders.agent import FastDQNAgent
+
     preset = load_params(Path(__file__).resolve().parents[1] / "presets" / "seed.yaml")
-    params = preset.model_copy(update={
+    params = _mode(preset, "native").model_copy(update={
         "agent": preset.agent.model_copy(update={"warmup_steps": 40}),
         "train": preset.train.model_copy(update={"steps": 40 + steps}),
     })
+    reproducibility.apply(params)
     _, after_warmup = _timed_fit(_agent(params, FastDQNAgent), params)
     return 1000 / after_warmup
 
@@ -95,6 +133,8 @@ def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
     frames = rng.integers(0, 256, (512, 84, 84), dtype=np.uint8)
     ours = ReplayMemory(transitions, window_length=4, seed=0)
     prioritized = PrioritizedReplayMemory(transitions, window_length=4, seed=0, n_step=3)
+    from invaders.compat import load_rl
+
     theirs = load_rl().SequentialMemory(limit=transitions, window_length=4)
     for i in range(transitions):
         done = i % 400 == 399  # episodes of 400 steps
@@ -161,43 +201,36 @@ def outbox_costs(records: int) -> dict[str, float]:
     return {"put_us": put_us, "send_rate": send_rate}
 
 
-def sb3_rates(python: str | None, steps: int) -> dict | None:
-    """SB3's DQN at the same settings, in its own interpreter (a venv with PyTorch); None without one."""
+def sb3_rates(python: str | None, steps: int, avx2: bool) -> dict | None:
+    """SB3's DQN at the same settings, in its own interpreter (a venv with PyTorch); None without one.
+    `avx2`: on the AVX2 path (PyTorch's own kernels, its oneDNN and MKL capped), as portable mode runs ours."""
     if not python or not Path(python).exists():
         return None
     script = Path(__file__).with_name("sb3_dqn.py")
+    capped = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": reproducibility.ISA, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    env = {**os.environ, **(capped if avx2 else {})}
     out = subprocess.run([python, str(script), "--steps", str(steps), "--json"], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def eval_rate(params: Params, episodes: int) -> float:
     """`evaluation.play_agent` (keras-rl2's test loop), no video, ε = evaluate.epsilon, on one thread as the
     evaluate stage plays: in a fresh process, since TF's thread count is fixed once it has run."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_eval_rate, params, episodes).result()
+    return _fresh(_eval_rate, params, episodes)
 
 
 def _eval_rate(params: Params, episodes: int) -> float:
-    use_one_thread()
+    reproducibility.apply(params, playing=True)
+    from invaders.agent import FastDQNAgent
+    from invaders.evaluation import play_agent
+
     agent = _agent(params, FastDQNAgent, training=False)
     agent.test_policy.eps = params.evaluate.epsilon
     agent.compute_q_values(np.zeros(agent.model.input_shape[1:], np.uint8))  # the one-off XLA compile
     start = time.perf_counter()
     played = play_agent(agent, params.env, episodes, params.seed)
     return sum(e.length for e in played) / (time.perf_counter() - start)
-
-
-def _cpu_name() -> str:
-    """Model name with family and model numbers: cloud CPUs often report only "AMD EPYC"."""
-    info: dict[str, str] = {}
-    try:
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    return f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
 
 
 def main() -> None:
@@ -211,19 +244,20 @@ def main() -> None:
                         help="python of a venv with Stable-Baselines3 (benchmarks/sb3-requirements.txt): its DQN"
                              " is timed in the same run (default $SB3_PYTHON; none: skipped)")
     args = parser.parse_args()
-    same_as_keras_rl2 = _params(args.steps, **ONE_STEP_UNIFORM)
-    defaults = _params(args.steps)
-    rl = load_rl()
+    same_as_keras_rl2 = _mode(_params(args.steps, **ONE_STEP_UNIFORM), "native")
+    defaults = {mode: _mode(_params(args.steps), mode) for mode in MODES}
     load = os.getloadavg()[0]
 
-    plain_all, plain_after = train_rates(same_as_keras_rl2, rl.DQNAgent)
-    fast_all, fast_after = train_rates(same_as_keras_rl2, FastDQNAgent)
-    full_all, full_after = train_rates(defaults, FastDQNAgent)
-    bf16 = defaults.model_copy(update={"agent": defaults.agent.model_copy(update={"precision": "bfloat16"})})
-    bf16_all, bf16_after = train_rates(bf16, FastDQNAgent)
-    sb3 = sb3_rates(args.sb3_python, args.steps)
+    plain_all, plain_after = train_rates(same_as_keras_rl2, "keras-rl2")
+    fast_all, fast_after = train_rates(same_as_keras_rl2)
+    modes = {mode: train_rates(defaults[mode]) for mode in MODES}
+    full_all, full_after = modes["native"]
+    bf16 = defaults["native"].model_copy(update={"agent": defaults["native"].agent.model_copy(update={"precision": "bfloat16"})})
+    bf16_all, bf16_after = train_rates(bf16)
+    sb3 = {mode: sb3_rates(args.sb3_python, args.steps, avx2=mode == "portable") for mode in MODES}
     replay = replay_numbers(args.replay_transitions, 2000)
-    evaluate = eval_rate(defaults, args.eval_episodes)
+    evals = {mode: eval_rate(defaults[mode], args.eval_episodes) for mode in MODES}
+    evaluate = evals["native"]
     seed = seed_preset_seconds_per_1000(args.seed_steps)
     outbox = outbox_costs(20_000)
 
@@ -242,12 +276,12 @@ def main() -> None:
          replay["theirs_ms"] / replay["ours_ms"]),
         ("replay: prioritized, sample a batch of 32, ms (median)", "-", f"{replay['prioritized_ms']:.3f}", None),
         ("replay: prioritized, update 32 priorities, ms (median)", "-", f"{replay['update_ms']:.3f}", None),
-        (f"evaluation, env steps/s (ε = {defaults.evaluate.epsilon})", "-", f"{evaluate:.1f}", None),
+        (f"evaluation, env steps/s (ε = {defaults['native'].evaluate.epsilon})", "-", f"{evaluate:.1f}", None),
         ("seed preset training, s per 1000 steps", "-", f"{seed:.1f}", None),
         ("tracking outbox: queue a metrics record, µs (server away)", "-", f"{outbox['put_us']:.1f}", None),
         ("tracking outbox: records sent per s (local SQLite store)", "-", f"{outbox['send_rate']:.0f}", None),
     ]
-    print(f"machine: {_cpu_name()}, {platform.machine()}, {os.cpu_count()} cores;"
+    print(f"machine: {reproducibility.cpu_name()}, {platform.machine()}, {os.cpu_count()} cores;"
           f" load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     print(f"settings: {args.steps} training steps, warmup {WARMUP}, batch 32, train_interval 4,"
           f" Nature CNN + dueling, double DQN; replay memories of {args.replay_transitions} transitions")
@@ -258,14 +292,32 @@ def main() -> None:
     for name, theirs, ours, ratio in rows:
         speedup = f"{ratio:.1f}x" if ratio else "-"
         print(f"| {name:<{width}} | {theirs:>9} | {ours:>9} | {speedup:>8} |")
-    if sb3 is None:
+    isa = reproducibility.ISA
+    print(f"\nReproducibility modes (defaults: 3-step + prioritized); portable is the {isa} path with TensorFlow on"
+          f" {defaults['portable'].reproducibility.threads} threads for training, SB3's {isa} path is"
+          f" ATEN_CPU_CAPABILITY=avx2 with ONEDNN_MAX_CPU_ISA={isa} and MKL_ENABLE_INSTRUCTIONS=AVX2:")
+    print(f"| {'env steps/s':<42} | {'native':>9} | {'portable':>9} | {'cost':>6} |")
+    print(f"|{'-' * 44}|{'-' * 10}:|{'-' * 10}:|{'-' * 7}:|")
+    mode_rows = [("invaders training (all steps)", modes["native"][0], modes["portable"][0]),
+                 (f"invaders training ({after})", modes["native"][1], modes["portable"][1]),
+                 ("invaders evaluation (one thread)", evals["native"], evals["portable"])]
+    if sb3["native"] is not None:
+        mode_rows += [(f"SB3 DQN training (all steps)", sb3["native"]["all"], sb3["portable"]["all"]),
+                      (f"SB3 DQN training ({after})", sb3["native"]["after_warmup"], sb3["portable"]["after_warmup"]),
+                      ("invaders / SB3 training (all steps)", modes["native"][0] / sb3["native"]["all"],
+                       modes["portable"][0] / sb3["portable"]["all"]),
+                      (f"invaders / SB3 training ({after})", modes["native"][1] / sb3["native"]["after_warmup"],
+                       modes["portable"][1] / sb3["portable"]["after_warmup"])]
+    for name, native, portable in mode_rows:
+        cost = f"{1 - portable / native:.0%}" if "/" not in name else "-"
+        fmt = ".2f" if "/" in name else ".1f"
+        print(f"| {name:<42} | {native:>9{fmt}} | {portable:>9{fmt}} | {cost:>6} |")
+    if sb3["native"] is None:
         print("Stable-Baselines3: skipped (no --sb3-python / SB3_PYTHON; `make bench` makes .venv-sb3)")
         return
-    print(f"Stable-Baselines3 DQN (torch {sb3['torch']}, {sb3['threads']} threads), same run:"
-          f" {sb3['all']:.1f} env steps/s (all steps), {sb3['after_warmup']:.1f} ({after}).")
-    print(f"invaders' defaults (3-step + prioritized, double DQN, dueling) against it:"
-          f" {full_all / sb3['all']:.2f}x (all steps), {full_after / sb3['after_warmup']:.2f}x ({after});"
-          f" one-step uniform: {fast_all / sb3['all']:.2f}x, {fast_after / sb3['after_warmup']:.2f}x")
+    print(f"Stable-Baselines3 DQN: torch {sb3['native']['torch']}, {sb3['native']['threads']} threads. SB3's DQN has"
+          f" neither double DQN nor a dueling head; one-step uniform invaders (native) against SB3 native:"
+          f" {fast_all / sb3['native']['all']:.2f}x (all steps), {fast_after / sb3['native']['after_warmup']:.2f}x ({after})")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from invaders import files
+from invaders import files, reproducibility
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.evaluation import EPISODE_FIELDS, episode_rows, play_random, score_summary
@@ -19,7 +19,9 @@ def main() -> None:
 
     episodes = play_random(params.env, params.baseline.episodes, params.stream_seed("baseline"))
     metrics = score_summary(episodes)
-    with mlflow.start_run(run_name="random-baseline", tags={"stage": "baseline"}) as run:
+    # No TensorFlow here, but the run records the machine and mode like every other run.
+    reproducibility.apply(params, playing=True, without_tensorflow=True)
+    with mlflow.start_run(run_name="random-baseline", tags={"stage": "baseline", **reproducibility.tags()}) as run:
         mlflow.log_params({k: v for k, v in params.flat().items()
                            if k == "seed" or k.startswith(("env.", "baseline."))})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

@@ -13,6 +13,9 @@ OUT = Path("data/model")
 @exit_on_user_error
 def main() -> None:
     params = load_params()  # before TensorFlow is imported: bad params fail fast
+    from invaders import reproducibility
+
+    reproducibility.apply(params)
     from invaders.agent import seed_everything
     from invaders.model import build_q_network, save_network, summarize, summary_text
 

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from invaders import files, runnote
+from invaders import files, reproducibility, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
-from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary, use_one_thread
+from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
 from invaders.tracking import TrackingError, connect, log_output_hashes, redact, run_exists, tracking_uri
 
 MODEL = Path("data/train/model.keras")
@@ -30,7 +30,7 @@ def main() -> None:
                                 " (was the store changed since?); rerun the pipeline: dvc repro -f")
     import mlflow
 
-    use_one_thread()
+    reproducibility.apply(params, playing=True)
 
     from invaders.agent import load_agent
 
@@ -51,7 +51,8 @@ def main() -> None:
     with mlflow.start_run(run_id=train_run_id):
         evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
         mlflow.set_tags({"baseline_run_id": baseline_run_id, "eval.count": evals,
-                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video})
+                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video}
+                       | {f"eval.{k}": v for k, v in reproducibility.tags().items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=evals)
         mlflow.log_artifacts(str(OUT), artifact_path="evaluation")
         log_output_hashes(OUT / "episodes.csv", OUT / "metrics.json", *([video] if video else []))

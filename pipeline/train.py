@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from invaders import files, runnote
+from invaders import files, reproducibility, runnote
 from invaders.config import load_params
 from invaders.errors import exit_on_user_error
 from invaders.tracking import (TrackingPending, connect, end_run, log_output_hashes, metrics_sink, run_exists,
@@ -26,6 +26,14 @@ UNSENT = OUT / "unsent-tracking.jsonl"
 OUTPUTS = [OUT / name for name in ("model.keras", "last.keras", "history.csv", "validation.csv", "metrics.json")]
 # Seconds to wait at the end for a tracking server that is away (a restart takes tens of seconds).
 FLUSH_WAIT = float(os.environ.get("INVADERS_TRACKING_WAIT", "60"))
+
+
+def pip_requirements() -> list[str]:
+    """What loading the MLflow model needs, at the installed (locked) versions. Given, so MLflow does not
+    infer them by loading the model in a second Python process that imports TensorFlow again (seconds)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("tensorflow", "tf-keras", "numpy")]
 
 
 def finish_run(run_id: str) -> None:
@@ -42,7 +50,7 @@ def finish_run(run_id: str) -> None:
         # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
         trained = load_network(OUT / "model.keras")
         example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
-        mlflow.tensorflow.log_model(trained, name="model", input_example=example)
+        mlflow.tensorflow.log_model(trained, name="model", input_example=example, pip_requirements=pip_requirements())
     runnote.write(run_id)
 
 
@@ -73,6 +81,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     params = load_params()
     files.require(MODEL)
+    reproducibility.apply(params)  # before TensorFlow's first op
     experiment_id = connect(params.mlflow.experiment)
 
     from tqdm import tqdm
@@ -104,6 +113,7 @@ def main() -> None:
     outbox = Outbox(run_id, OUT / ".outbox-spill.jsonl", echo=tqdm.write)
     if resumed_run is None:
         outbox.log_params(params.flat())
+    outbox.set_tags(reproducibility.tags())  # a resumed run records the machine it finished on
     if resume:  # the same run; or, if the store lost it, a new one linked to the killed one
         outbox.set_tags({"resumed_from_step": resume.meta["step"]}
                         | ({} if resumed_run else {"resumed_from_run": resume.meta["run_id"]}))

@@ -8,6 +8,7 @@
 #
 #   --preset   start from presets/NAME.yaml (seed, smoke) or a params file instead of params.yaml
 #   --steps    override train.steps          --seed   override seed
+#              (reproducibility.mode is always portable: the run can be reproduced on any AVX2 machine)
 #   --remote   a configured DVC remote's name, or a URL/path (added to .dvc/config.local as
 #              `retrain`); default: the repo's default remote; with none, nothing is pulled or pushed
 #   --diff     add `dvc params diff REV --md` (this commit's params, before --preset/--steps/--seed)
@@ -80,8 +81,9 @@ if [ -n "$diff_rev" ]; then
   diff_md params "Params: this commit against $diff_rev"
 fi
 
-# Params of this run: a preset and overrides, validated before anything runs.
-args=()
+# Params of this run: a preset and overrides, validated before anything runs. Always portable: an agent
+# trained here (CI's runners change CPU) can then be reproduced byte for byte on any AVX2 machine.
+args=(--mode portable)
 [ -z "$preset" ] || args+=(--preset "$preset")
 [ -z "$steps" ] || args+=(--steps "$steps")
 [ -z "$seed" ] || args+=(--seed "$seed")

@@ -59,6 +59,13 @@ def test_fast_gradient_step_equals_keras_rl2s(tiny_params, double_dqn, delta_cli
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
         moved |= not np.allclose(a, before * 2)
     assert moved  # the update did change the weights
+    # compute_q_values calls the compiled forward pass directly: the same numbers as through its public call,
+    # with the weights the update just wrote.
+    import tensorflow as tf
+
+    public = fast._q_values(tf.constant(np.asarray(state, np.uint8)[None])).numpy()[0]
+    assert np.array_equal(fast.compute_q_values(state), public)
+    np.testing.assert_allclose(public, fast.model(np.asarray(state, np.uint8)[None]).numpy()[0], rtol=1e-5, atol=1e-6)
 
 
 def test_target_network_updates_on_schedule(tiny_params):

@@ -51,6 +51,10 @@ def test_flat_params_have_dotted_keys(default_params):
         ({"train": {"eval_every": 400_000}}, "train: eval_every (400000) must not exceed steps (300000)"),
         ({"train": {"keep": "median"}}, "train.keep: got 'median', allowed: 'best' or 'last'"),
         ({"train": {"eval_episodes": 0}}, "train: keep 'best' needs validation"),
+        ({"reproducibility": {"mode": "exact"}},
+         "reproducibility.mode: got 'exact', allowed: 'portable' or 'native'"),
+        ({"reproducibility": {"threads": 0}}, "reproducibility.threads: Input should be greater than or equal to 1"),
+        ({"reproducibility": {"threads": "all"}}, "reproducibility.threads: Input should be a valid integer"),
     ],
 )
 def test_bad_params_name_the_key(default_params, override, expected):

@@ -69,6 +69,14 @@ def test_params_command_applies_a_preset_and_overrides(tmp_path):
     params = load_params(tmp_path / "params.yaml")
     assert (params.train.steps, params.seed, params.model.architecture) == (20000, 7, "seed")
     assert params.promote.model_name == "invaders-dqn-seed"
+    native = run(["invaders", "params", "--mode", "native"], tmp_path).stdout
+    assert native.strip() == "params.yaml: params.yaml with reproducibility.mode=native"
+    assert load_params(tmp_path / "params.yaml").reproducibility.mode == "native"
+    bad = run(["invaders", "params", "--mode", "fast"], tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: params.yaml with reproducibility.mode=fast: reproducibility.mode: got 'fast', allowed: 'portable' or"
+        " 'native'")
+    assert load_params(tmp_path / "params.yaml").reproducibility.mode == "native"  # untouched
 
 
 def test_smoke_preset_is_params_yaml_with_the_tests_tiny_budgets():

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     prm.add_argument("--preset", help="'default' (params.yaml as it is), a name in presets/ (seed, smoke) or a file")
     prm.add_argument("--steps", type=int, help="train.steps")
     prm.add_argument("--seed", type=int, help="seed")
+    prm.add_argument("--mode", help="reproducibility.mode: portable or native")
     prm.add_argument("--file", type=Path, default=Path("params.yaml"), help="the params file to write")
 
     sc = commands.add_parser("scores", help="evaluation scores over several runs (seeds): mean and bootstrap CI")
@@ -73,13 +74,13 @@ def _agent(model_spec: str, params, epsilon: float | None):
     """The model (file or URI) in a test-mode agent, after checking it fits the params' environment."""
     from invaders.agent import build_agent
     from invaders.envs import action_count, observation_shape
-    from invaders.evaluation import use_one_thread
+    from invaders import reproducibility
     from invaders.model import check_fits
     from invaders.registry import load_model
 
     if epsilon is not None and not 0.0 <= epsilon <= 1.0:
         raise UserError(f"--epsilon: must be between 0 and 1 (got {epsilon})")
-    use_one_thread()
+    reproducibility.apply(params, playing=True)
     model = load_model(model_spec)
     window = int(model.input_shape[1])  # the network's own window; frames and actions must fit the env
     check_fits(model, model_spec, observation_shape(params.env), window, action_count(params.env))
@@ -140,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> None:
 def params(args: argparse.Namespace) -> None:
     from invaders.retrain import write_run_params
 
-    print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed))
+    print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed, mode=args.mode))
 
 
 def scores(args: argparse.Namespace) -> None:

@@ -147,6 +147,17 @@ class PromoteConfig(_Section):
         return value
 
 
+class ReproducibilityConfig(_Section):
+    mode: Literal["portable", "native"] = Field(
+        "portable",
+        description="portable: the same outputs on any x86-64 CPU with AVX2 and any core count (oneDNN and XLA"
+        " capped to AVX2, TensorFlow on `threads` threads); native: TensorFlow's fastest code paths and"
+        " all cores, the same outputs only on the same machine type",
+    )
+    threads: int = Field(2, ge=1, le=256, description="portable: TensorFlow's intra- and inter-op threads for training"
+                         " (playing uses one); native ignores it")
+
+
 class Params(_Section):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     env: EnvConfig = EnvConfig()
@@ -157,6 +168,7 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     mlflow: MlflowConfig = MlflowConfig()
     promote: PromoteConfig = PromoteConfig()
+    reproducibility: ReproducibilityConfig = ReproducibilityConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:

@@ -76,22 +76,6 @@ def play_random(cfg: EnvConfig, episodes: int, seed: int) -> list[Episode]:
     return played
 
 
-def use_one_thread() -> None:
-    """Run TensorFlow on one thread in this process, before its first op: for playing.
-
-    Playing makes one single-state forward pass per step, for which handing work between
-    threads costs more than it saves (about 20% more env steps/s on one thread), and one thread
-    makes the scores independent of how many cores the machine has.
-    """
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TF is already running: a caller's mistake, not a user's
-        raise RuntimeError("use_one_thread() must be called before TensorFlow runs its first op") from None
-
-
 def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | None = None,
                desc: str = "evaluate") -> list[Episode]:
     """keras-rl2's test loop; the first episode is recorded to `video` if given.

@@ -33,6 +33,7 @@ bool terminal).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -67,7 +68,7 @@ class ReplayMemory(rl.Memory):
         self.limit = limit
         self.seed = seed
         self.n_step = n_step
-        self._discounts = (gamma ** np.arange(n_step)).astype(np.float64)
+        self._discounts = np.array([gamma ** k for k in range(n_step)], np.float64)  # libm: see _power
         self._rng = np.random.default_rng(seed)
         self._frames: np.ndarray | None = None  # allocated on the first stored transition
         self._actions = np.zeros(limit, np.int32)
@@ -314,10 +315,10 @@ class PrioritizedReplayMemory(ReplayMemory):
     def _weights(self, rows: np.ndarray, progress: float) -> np.ndarray:
         beta = self.beta_start + (1.0 - self.beta_start) * min(max(progress, 0.0), 1.0)
         p = self._tree.leaves[self._physical(rows - 1)]
-        return ((p / p.min()) ** -beta).astype(np.float32)  # (N P(i))^-beta / max_j (N P(j))^-beta
+        return _power(p / p.min(), -beta).astype(np.float32)  # (N P(i))^-beta / max_j (N P(j))^-beta
 
     def update_priorities(self, positions: np.ndarray, td_errors: np.ndarray) -> None:
-        priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.epsilon) ** self.alpha
+        priorities = _power(np.abs(np.asarray(td_errors, np.float64)) + self.epsilon, self.alpha)
         self._tree.set(positions, priorities)
         self._max_priority = max(self._max_priority, float(priorities.max()))
 
@@ -344,3 +345,12 @@ def _as_frame(observation) -> np.ndarray:
     if frame.dtype != np.uint8:
         raise TypeError(f"replay memory stores uint8 frames, got {frame.dtype}")
     return frame
+
+
+def _power(base: np.ndarray, exponent: float) -> np.ndarray:
+    """`base ** exponent` element by element through the C library's pow, the same on every x86-64 CPU.
+
+    NumPy's own float64 `power` takes another code path on CPUs with AVX-512, whose last bits differ
+    (measured): priorities and importance weights would then depend on the CPU. A batch is 32 values.
+    """
+    return np.fromiter((math.pow(b, exponent) for b in base.ravel()), np.float64, base.size).reshape(base.shape)

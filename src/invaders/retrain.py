@@ -30,8 +30,9 @@ def _preset_file(preset: str, params_file: Path) -> Path:
 
 
 def write_run_params(params_file: str | Path, preset: str | None = None, steps: int | None = None,
-                     seed: int | None = None) -> str:
-    """Write `params_file` from `preset` (default: the file as it is) with `train.steps` and `seed` overridden.
+                     seed: int | None = None, mode: str | None = None) -> str:
+    """Write `params_file` from `preset` (default: the file as it is) with `train.steps`, `seed` and
+    `reproducibility.mode` overridden.
 
     The result is validated before anything is written; an unchanged file is left alone, comments
     included. Returns one line saying what the run uses.
@@ -51,6 +52,9 @@ def write_run_params(params_file: str | Path, preset: str | None = None, steps: 
     if seed is not None:
         raw["seed"] = seed
         overrides.append(f"seed={seed}")
+    if mode is not None:
+        raw.setdefault("reproducibility", {})["mode"] = mode
+        overrides.append(f"reproducibility.mode={mode}")
     label = f"{source}" + (f" with {', '.join(overrides)}" if overrides else "")
     parse_params(raw, label)  # one line naming the key if the combination is not allowed
     current = yaml.safe_load(params_file.read_text()) if params_file.is_file() else None
