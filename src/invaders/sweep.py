@@ -35,9 +35,9 @@ from ray import tune
 from invaders import files
 from invaders.config import Params, ParamsError, _describe, parse_params
 from invaders.errors import UserError
+from invaders.sweep_summary import BASE  # the setting with no overrides: the base params file as it is
 
 SWEEPS = Path("data/sweeps")
-BASE = "base"  # the setting with no overrides: the base params file as it is
 
 
 class SweepError(UserError):
@@ -430,6 +430,10 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
     else:
         parent = start_run(experiment_id, None, f"sweep-{sweep.name}", {"stage": "sweep", "sweep": sweep.name})
         mlflow.MlflowClient().log_artifact(parent, str(path))
+        for key, value in {"sweep.params": sweep.params, "sweep.seeds": sweep.seeds, "sweep.metric": sweep.metric,
+                           "sweep.trials": len(trials), "sweep.settings": len(trials) // len(sweep.seeds),
+                           "sweep.cpus_per_trial": sweep.resources.cpus}.items():
+            mlflow.MlflowClient().log_param(parent, key, str(value))
         files.write_json(state, {"parent_run_id": parent, "sweep_file": str(path)})
 
     results = _tune(sweep, trials, out, storage, address, uri, parent, resume)
@@ -502,12 +506,17 @@ def _tune(sweep: Sweep, trials: list[Trial], out: Path, storage: str, address: s
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                     callbacks=[table]))
         grid = tuner.fit()
-        table.show(force=True)
         results = {}
         for result in grid:
             trial_id = result.config["trial"]["id"]
             results[trial_id] = {**(result.metrics or {}), "error": None if result.error is None else
                                  (str(result.error).strip().splitlines() or ["error"])[0][:300]}
+        final = ProgressTable(trials)  # the table as it ends (a resumed sweep's callback is Ray's copy)
+        for trial_id, r in results.items():
+            final.rows[trial_id].update(state="ERROR" if r["error"] else "DONE" if r.get("done") else "STOPPED",
+                                        node=r.get("node") or "", step=r.get("step") or 0,
+                                        val=r.get("val_mean_reward", math.nan))
+        final.show(force=True)
         return results
     finally:
         ray.shutdown()

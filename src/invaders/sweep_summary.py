@@ -21,6 +21,7 @@ import numpy as np
 from invaders import files
 from invaders.promotion import compare
 
+BASE = "base"  # the setting with no overrides (invaders.sweep)
 LEVEL = 0.95
 RESAMPLES = 10_000
 
@@ -69,13 +70,11 @@ def summarize(sweep, trials, results: dict[str, dict], alpha: float) -> dict:
 
 
 def _vs_base(settings: dict, best: str | None, alpha: float) -> dict:
-    from invaders.sweep import BASE
-
     if best is None or not settings[BASE]["scores"]:
         return {"significant": False, "p_value": None, "alpha": alpha, "reason": "no finished trials to compare"}
     if best == BASE:
         return {"significant": False, "p_value": None, "alpha": alpha,
-                "reason": "the base params are the best setting"}
+                "reason": "no setting beats the base params"}
     compared = sum(1 for name, s in settings.items() if name != BASE and s["scores"])
     level = alpha / compared
     c = compare(list(settings[best]["scores"].values()), list(settings[BASE]["scores"].values()), "base params",
@@ -102,10 +101,13 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {name}{star} | {s['label']} | {s['seeds']} | {fmt(s['mean'], s['mean_ci'])}"
                      f" | {fmt(s['iqm'], s['iqm_ci'])} | {per_seed} |")
     vs = summary["vs_base"]
-    verdict = "**beats the base params**" if vs["significant"] else "does not significantly beat the base params"
-    lines += ["", f"Best setting: **{summary['best']}**, which {verdict}: {vs['reason']}"
-              + (f" (Welch t-test over seeds, α {vs['alpha']:g} / {vs['settings_compared']} settings)"
-                 if vs.get("settings_compared") else "") + "."]
+    if summary["best"] in (None, BASE):
+        lines += ["", f"Best setting: **{summary['best']}**: {vs['reason']}."]
+    else:
+        verdict = "**beats the base params**" if vs["significant"] else "does not significantly beat the base params"
+        lines += ["", f"Best setting: **{summary['best']}**, which {verdict}: {vs['reason']}"
+                  + (f" (one-sided Welch t-test over seeds at α {vs['alpha']:g} / {vs['settings_compared']} settings"
+                     " compared)" if vs.get("settings_compared") else "") + "."]
     unfinished = [t for t in summary["trials"] if t["state"] != "DONE"]
     if unfinished:
         lines += ["", "Not scored: " + ", ".join(f"{t['id']} ({t['state'].lower()})" for t in unfinished) + "."]
