@@ -310,3 +310,59 @@ def test_bad_sweep_input_is_one_line_and_exit_2_in_seconds(tmp_path, content, ar
     assert line.startswith("error: ") and (re.match(says, line[7:]) or line[7:].startswith(says)), line
     assert time.monotonic() - started < 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["presets", "sweeps"]  # nothing written
+
+
+def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tmp_path):
+    from invaders.sweep import load
+
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    spec = {"name": "x", "params": str(tmp_path / "presets" / "smoke.yaml"), "seeds": [3, 4],
+            "grid": {"agent.learning_rate": [0.0001, 0.0003], "agent.n_step": [1, 3]},
+            "random": {"samples": 2, "seed": 7, "space": {"agent.gamma": {"uniform": [0.9, 0.99]}}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    sweep, trials = load(tmp_path / "s.yaml")
+    again = load(tmp_path / "s.yaml")[1]
+    assert [t.model_dump() for t in trials] == [t.model_dump() for t in again]  # the same draws every time
+    settings = list(dict.fromkeys(t.setting for t in trials))
+    assert settings[0] == "base" and len(settings) == 1 + 2 * 4  # no draw equals the base
+    assert [t.seed for t in trials[:2]] == [3, 4] and all(t.params["seed"] == t.seed for t in trials)
+    gammas = {t.overrides["agent.gamma"] for t in trials if t.overrides}
+    assert len(gammas) == 2 and all(0.9 <= g <= 0.99 for g in gammas)
+    s1 = next(t for t in trials if t.setting == "s1")
+    assert s1.params["agent"]["learning_rate"] == s1.overrides["agent.learning_rate"]
+
+    spec["grid"] = {"agent.learning_rate": [0.0001]}  # only the base's value: the base alone, once
+    spec.pop("random")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    assert [t.id for t in load(tmp_path / "s.yaml")[1]] == ["base-seed3", "base-seed4"]
+
+
+def test_the_summary_is_mean_and_iqm_over_seeds_with_seeded_intervals_and_a_corrected_test():
+    from types import SimpleNamespace
+
+    from invaders.sweep import Trial
+    from invaders.sweep_summary import iqm, markdown, summarize
+
+    seeds = [0, 1, 2, 3]
+    scores = {"base": [10.0, 12.0, 11.0, 9.0], "s1": [30.0, 32.0, 29.0, 31.0], "s2": [12.0, 8.0, 100.0, 11.0]}
+    trials = [Trial(id=f"{name}-seed{seed}", setting=name, overrides={} if name == "base" else {"k": name},
+                    seed=seed, params={}) for name in scores for seed in seeds]
+    results = {f"{name}-seed{seed}": {"eval_mean_reward": value, "done": True, "error": None}
+               for name, values in scores.items() for seed, value in zip(seeds, values)}
+    results["s2-seed3"] = {"error": "RayActorError: the node died", "done": False}
+    sweep = SimpleNamespace(name="t", metric="eval_mean_reward", seeds=seeds)
+    summary = summarize(sweep, trials, results, alpha=0.05)
+    assert summary == summarize(sweep, trials, results, alpha=0.05)  # seeded: the same intervals
+    s1, s2 = summary["settings"]["s1"], summary["settings"]["s2"]
+    assert s1["mean"] == 30.5 and s1["iqm"] == iqm([30.0, 32.0, 29.0, 31.0]) == 30.5
+    assert s1["mean_ci"][0] >= 29.0 and s1["mean_ci"][1] <= 32.0
+    assert s2["seeds"] == 3 and s2["mean"] == 40.0  # the failed trial is not scored
+    assert summary["best"] == "s2"  # the highest mean, even if one lucky seed made it
+    assert not summary["vs_base"]["significant"]  # ... which the test over seeds does not believe
+    assert summary["vs_base"]["corrected_alpha"] == 0.025
+    assert "s2-seed3 (error)" in markdown(summary)
+    results = {k: v for k, v in results.items() if not k.startswith("s2")}
+    trials = [t for t in trials if t.setting != "s2"]
+    summary = summarize(sweep, trials, results, alpha=0.05)
+    assert summary["best"] == "s1" and summary["vs_base"]["significant"]
+    assert "**beats the base params**" in markdown(summary)

@@ -223,7 +223,7 @@ def _trials(path: Path, sweep: Sweep, base_raw: dict, base: Params) -> list[Tria
             for key, value in overrides.items():
                 _set(raw, key, value)
             raw["seed"] = seed
-            label = ", ".join(f"{k}={_value(v)}" for k, v in overrides.items()) or "base params"
+            label = Trial(id="", setting=setting, overrides=overrides, seed=seed, params={}).label
             try:
                 params = parse_params(raw, f"{path}: setting {label}, seed {seed}")
             except ParamsError as exc:
@@ -299,7 +299,8 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
                                  action_count(params.env)), model)
 
     checkpoints = out / "train" / "checkpoints"
-    checkpoint.clear(checkpoints) if checkpoints.exists() else None  # Ray's checkpoint is the one to trust
+    if checkpoints.exists():  # an earlier attempt's: Ray's checkpoint is the one to resume from
+        checkpoint.clear(checkpoints)
     if restored:
         checkpoints.mkdir(parents=True, exist_ok=True)
         for found in restored.glob("step-*.ckpt"):
@@ -442,20 +443,28 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
 
     summary = summarize(sweep, trials, results, alpha=base.promote.alpha)
     write(summary, out)
+    failed = [t["id"] for t in summary["trials"] if t["state"] == "ERROR"]
     with mlflow.start_run(run_id=parent):
         for name in ("summary.json", "summary.md", "scores.png"):
             mlflow.log_artifact(str(out / name))
-        best = summary["settings"][summary["best"]]
-        mlflow.log_metrics({"best_mean": best["mean"], "best_iqm": best["iqm"], "trials": len(trials),
-                            "trials_finished": sum(t["state"] == "DONE" for t in summary["trials"])})
+        mlflow.log_metrics({"trials": len(trials), "trials_failed": len(failed),
+                            "trials_scored": sum(t["score"] is not None for t in summary["trials"])})
+        if summary["best"] is not None:
+            best = summary["settings"][summary["best"]]
+            mlflow.log_metrics({"best_mean": best["mean"], "best_iqm": best["iqm"]})
         mlflow.set_tags({"sweep.best": summary["best"], "sweep.beats_base": summary["vs_base"]["significant"],
                          "mlflow.note.content": (out / "summary.md").read_text()})
-    mlflow.MlflowClient().set_terminated(parent, "FINISHED")
-    if write_best:
+    mlflow.MlflowClient().set_terminated(parent, "FAILED" if failed else "FINISHED")
+    print((out / "summary.md").read_text())
+    if write_best and summary["best"] is not None:
         best_params = next(t for t in trials if t.setting == summary["best"]).params | {"seed": base.seed}
         files.write_text(write_best, yaml.safe_dump(Params.model_validate(best_params).model_dump(mode="json"),
                                                     sort_keys=False))
-    print((out / "summary.md").read_text())
+        print(f"sweep: wrote the best setting's params ({summary['best']}) to {write_best}")
+    if failed:  # the summary covers the others; Ray's error files say what happened
+        print(f"sweep: {len(failed)} trials failed after their restarts ({', '.join(failed)}); their errors are in"
+              f" {storage}/{sweep.name}/<trial>/error.txt", file=sys.stderr)
+        raise SystemExit(1)
     return summary
 
 

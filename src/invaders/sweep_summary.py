@@ -27,10 +27,13 @@ RESAMPLES = 10_000
 
 
 def iqm(values) -> float:
-    """Interquartile mean: the mean of the middle 50% (scipy's trim_mean, a quarter off each end)."""
-    from scipy.stats import trim_mean
+    """Interquartile mean: the mean of the middle 50% (a quarter off each end, as scipy's trim_mean)."""
+    return float(_iqm_rows(np.asarray(values, np.float64)[None])[0])
 
-    return float(trim_mean(np.asarray(values, np.float64), 0.25))
+
+def _iqm_rows(rows: np.ndarray) -> np.ndarray:
+    cut = int(0.25 * rows.shape[1])
+    return np.sort(rows, axis=1)[:, cut:rows.shape[1] - cut].mean(axis=1)
 
 
 def bootstrap_ci(values, statistic, seed: int = 0) -> list[float]:
@@ -38,7 +41,7 @@ def bootstrap_ci(values, statistic, seed: int = 0) -> list[float]:
     values = np.asarray(values, np.float64)
     rng = np.random.default_rng(seed)
     samples = values[rng.integers(0, len(values), (RESAMPLES, len(values)))]
-    stats = np.array([statistic(s) for s in samples]) if statistic is iqm else samples.mean(axis=1)
+    stats = _iqm_rows(samples) if statistic is iqm else samples.mean(axis=1)
     tail = (1 - LEVEL) / 2 * 100
     return [float(v) for v in np.percentile(stats, [tail, 100 - tail])]
 
