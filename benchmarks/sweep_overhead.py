@@ -73,16 +73,21 @@ def plain(root: Path, trials: int, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2, help="pairs, in alternating order (a busy machine drifts)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        project(Path(a), args.trials)
-        project(Path(b), args.trials)
-        plain_s = plain(Path(a), args.trials, cores)
-        ray_s = with_ray(Path(b))
-    print(json.dumps({"trials": args.trials, "cores": cores, "plain_seconds": round(plain_s, 1),
-                      "ray_seconds": round(ray_s, 1), "overhead": round(ray_s / plain_s - 1, 3),
-                      "load_average": round(os.getloadavg()[0], 2)}))
+    pairs = []
+    for repeat in range(args.repeats):
+        times = {}
+        for side in (("plain", "ray") if repeat % 2 == 0 else ("ray", "plain")):
+            with tempfile.TemporaryDirectory() as root:
+                project(Path(root), args.trials)
+                times[side] = plain(Path(root), args.trials, cores) if side == "plain" else with_ray(Path(root))
+        pairs.append(times)
+    plain_s, ray_s = (sum(p[side] for p in pairs) for side in ("plain", "ray"))
+    print(json.dumps({"trials": args.trials, "cores": cores, "repeats": args.repeats,
+                      "pairs": [{k: round(v, 1) for k, v in p.items()} for p in pairs],
+                      "overhead": round(ray_s / plain_s - 1, 3), "load_average_1min": round(os.getloadavg()[0], 2)}))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ray import tune
 
 from invaders import files
-from invaders.config import Params, ParamsError, _describe, parse_params
+from invaders.config import Params, ParamsError, _describe, load_params, parse_params
 from invaders.errors import UserError
 from invaders.sweep_summary import BASE  # the setting with no overrides: the base params file as it is
 
@@ -178,11 +178,8 @@ def load(path: Path) -> tuple[Sweep, list[Trial]]:
         sweep = Sweep.model_validate(raw)
     except ValidationError as exc:
         raise SweepError(_sweep_error(path, exc)) from None
-    try:
-        base_raw = yaml.safe_load(sweep.params.read_text()) or {}
-    except FileNotFoundError:
-        raise SweepError(f"{path}: params: {sweep.params}: no such params file") from None
-    base = parse_params(base_raw, str(sweep.params))
+    base = load_params(sweep.params)  # a missing or bad base params file: its own one line
+    base_raw = yaml.safe_load(sweep.params.read_text()) or {}
     known = set(base.flat())
     space = {**sweep.grid, **(sweep.random.space if sweep.random else {})}
     for key in space:
@@ -228,8 +225,13 @@ def _trials(path: Path, sweep: Sweep, base_raw: dict, base: Params) -> list[Tria
                 params = parse_params(raw, f"{path}: setting {label}, seed {seed}")
             except ParamsError as exc:
                 raise SweepError(str(exc)) from None
+            if sweep.asha and not 0 < params.train.eval_every <= sweep.asha.grace_steps or (
+                    sweep.asha and params.train.eval_episodes == 0):
+                raise SweepError(f"{path}: asha.grace_steps: ASHA compares validation scores, so it needs"
+                                 f" train.eval_episodes >= 1 and grace_steps >= train.eval_every"
+                                 f" ({params.train.eval_every}) (setting {label}, seed {seed})")
             trials.append(Trial(id=f"{setting}-seed{seed}", setting=setting, overrides=overrides, seed=seed,
-                                params=params.model_dump(mode="json")))
+                                params=params.model_dump()))
     return trials
 
 
@@ -458,8 +460,7 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
     print((out / "summary.md").read_text())
     if write_best and summary["best"] is not None:
         best_params = next(t for t in trials if t.setting == summary["best"]).params | {"seed": base.seed}
-        files.write_text(write_best, yaml.safe_dump(Params.model_validate(best_params).model_dump(mode="json"),
-                                                    sort_keys=False))
+        files.write_text(write_best, yaml.safe_dump(Params.model_validate(best_params).model_dump(), sort_keys=False))
         print(f"sweep: wrote the best setting's params ({summary['best']}) to {write_best}")
     if failed:  # the summary covers the others; Ray's error files say what happened
         print(f"sweep: {len(failed)} trials failed after their restarts ({', '.join(failed)}); their errors are in"
