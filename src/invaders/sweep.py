@@ -44,6 +44,12 @@ class SweepError(UserError):
     pass
 
 
+class SweepInterrupted(UserError):
+    """Stopped (Ctrl-C) with its state saved: not bad input, and not a summary either."""
+
+    exit_code = 130
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -516,6 +522,9 @@ def _tune(sweep: Sweep, trials: list[Trial], out: Path, storage: str, address: s
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                     callbacks=[table]))
         grid = tuner.fit()
+        if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved its state and returned
+            raise SweepInterrupted(f"sweep {sweep.name!r} stopped before its trials ended; continue it with"
+                                   " `invaders sweep ... --resume`")
         results = {}
         for result in grid:
             trial_id = result.config["trial"]["id"]
