@@ -20,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -521,15 +522,20 @@ def _tune(sweep: Sweep, trials: list[Trial], out: Path, storage: str, address: s
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                     callbacks=[table]))
+        before = signal.getsignal(signal.SIGINT)
         grid = tuner.fit()
-        if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved its state and returned
-            raise SweepInterrupted(f"sweep {sweep.name!r} stopped before its trials ended; continue it with"
-                                   " `invaders sweep ... --resume`")
+        # Tune puts back the SIGINT handler it replaced only when a signal stopped it (Ctrl-C), after
+        # saving its state and ending the running trials, which it then reports as terminated.
+        stopped = signal.getsignal(signal.SIGINT) is before
+        signal.signal(signal.SIGINT, before)
         results = {}
         for result in grid:
             trial_id = result.config["trial"]["id"]
             results[trial_id] = {**(result.metrics or {}), "error": None if result.error is None else
                                  (str(result.error).strip().splitlines() or ["error"])[0][:300]}
+        if stopped and any(not r.get("done") and not r["error"] for r in results.values()):
+            raise SweepInterrupted(f"sweep {sweep.name!r} stopped before its trials ended; continue it with"
+                                   " `invaders sweep ... --resume`")
         final = ProgressTable(trials)  # the table as it ends (a resumed sweep's callback is Ray's copy)
         for trial_id, r in results.items():
             final.rows[trial_id].update(state="ERROR" if r["error"] else "DONE" if r.get("done") else "STOPPED",
