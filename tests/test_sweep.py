@@ -226,8 +226,8 @@ def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_ha
     """The base setting's two trials again, in a sweep of their own; the node of one of them is killed
     (its raylet) once the trial has reported its second checkpoint to Ray: it restarts on the other node
     from that checkpoint, in the same MLflow run, and its outputs and metric histories are those of the
-    smoke sweep's. (Not the first checkpoint: resuming from step 100 = agent.warmup_steps does not give
-    the uninterrupted outputs, in the train stage's code as well; see the README's Sweeps section.)"""
+    smoke sweep's. (Not the first: resuming the smoke params from step 100 does not give the uninterrupted
+    outputs, in the train stage's own code as well; see the README's Sweeps section.)"""
     (project / "sweeps" / "fault.yaml").write_text(yaml.safe_dump({"name": "fault", "params": "presets/smoke.yaml",
                                                                    "seeds": [0, 1], "max_failures": 3}))
     out = project / "data" / "sweeps" / "fault"
