@@ -1,5 +1,5 @@
 """`invaders`: play or evaluate an agent (a file or a registry URI), scores over seeds, the retrain script's
-helpers, the MLflow UI, team server users."""
+helpers, the MLflow UI, team server users, sweeps on a Ray cluster."""
 
 from __future__ import annotations
 
@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="reader (browse), writer (run the pipeline) or admin")
     add.add_argument("--params", type=Path, default=Path("params.yaml"),
                      help="params file naming the experiment and registered model a writer gets (default params.yaml)")
+
+    sw = commands.add_parser("sweep", help="settings × seeds on a Ray cluster, tracked in MLflow, with an honest summary")
+    sw.add_argument("file", type=Path, help="the sweep file (e.g. sweeps/smoke.yaml)")
+    sw.add_argument("--address", help="HOST:PORT of a running Ray cluster's head (default: RAY_ADDRESS, else a"
+                                      " Ray instance on this machine)")
+    sw.add_argument("--resume", action="store_true", help="continue the sweep of this name whose driver was stopped")
+    sw.add_argument("--write-best", type=Path, metavar="FILE",
+                    help="write the best setting's params (with the base seed) as a complete params file")
 
     ui = commands.add_parser("ui", help="the MLflow UI on the project's store; prints the link to the training runs")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
@@ -182,6 +190,12 @@ def users(args: argparse.Namespace) -> None:
                    params.promote.model_name))
 
 
+def sweep(args: argparse.Namespace) -> None:
+    from invaders.sweep import run
+
+    run(args.file, address=args.address, resume=args.resume, write_best=args.write_best)
+
+
 def ui(args: argparse.Namespace) -> None:
     """Serve the store with `mlflow ui`; a tracking server (MLFLOW_TRACKING_URI) is already serving,
     and only its link is printed (reading, so a team server's reader may ask too)."""
@@ -206,7 +220,7 @@ def ui(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     {"play": play, "evaluate": evaluate, "params": params, "scores": scores, "report": report, "ui": ui,
-     "users": users}[args.command](args)
+     "users": users, "sweep": sweep}[args.command](args)
 
 
 if __name__ == "__main__":

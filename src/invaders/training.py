@@ -72,13 +72,15 @@ class Validator:
 
 
 def train(params: Params, model_path: Path, sink: MetricsSink | None = None, checkpoint_dir: Path | None = None,
-          checkpoint_meta: dict | None = None, resume: checkpoint.Checkpoint | None = None):
+          checkpoint_meta: dict | None = None, resume: checkpoint.Checkpoint | None = None,
+          on_checkpoint: Callable[[Path, int], None] | None = None):
     """Train the network at `model_path` for `params.train.steps`; returns (agent, history rows,
     validator). The agent holds the last network; `save_networks` writes it and the kept one.
 
     With `checkpoint_dir`, a checkpoint (tagged with `checkpoint_meta`) is written there every
     `train.checkpoint_every` steps. `resume`, a checkpoint from `checkpoint.latest`, continues
-    that run: the result is the same as if it had never stopped.
+    that run: the result is the same as if it had never stopped. `on_checkpoint(path, step)` is
+    called after each checkpoint is written (a sweep trial hands it to Ray).
     """
     rl = load_rl()
     seed_everything(params.seed)
@@ -128,7 +130,9 @@ def train(params: Params, model_path: Path, sink: MetricsSink | None = None, che
                           **checkpoint.nest("best", best)}
                 meta = {**(checkpoint_meta or {}), "env": env_meta, "progress": self.state(done),
                         "validation": val_meta}
-                checkpoint.save(checkpoint_dir, done, arrays, meta)
+                saved = checkpoint.save(checkpoint_dir, done, arrays, meta)
+                if on_checkpoint:
+                    on_checkpoint(saved, done)
 
         def on_step_end(self, step, logs={}):
             self.score += logs["info"]["raw_reward"]

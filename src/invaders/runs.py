@@ -1,0 +1,192 @@
+"""A tracked training run and its evaluation: what the train and evaluate stages do, and what every
+sweep trial does, in an output directory of the caller's choice.
+
+Training: one MLflow run with everything (params, per-episode and step metrics, system metrics,
+the model and artifacts). A run that is killed continues from its last good checkpoint when it is
+started again, in the same MLflow run, and ends with the same outputs as an uninterrupted one.
+
+Tracking goes through an outbox (invaders.outbox), so training goes on while the server is away.
+If it is still away when training ends, the outputs are written anyway, the unsent records are
+kept in `<out>/unsent-tracking.jsonl` and TrackingPending (exit code 3) is raised; started again
+when the server is back, the run sends them without training again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from invaders import files, reproducibility, runnote
+from invaders.config import Params
+from invaders.tracking import TrackingPending, end_run, log_output_hashes, metrics_sink, run_exists, start_run
+
+TRAIN_OUTPUTS = ("model.keras", "last.keras", "history.csv", "validation.csv", "metrics.json")
+# Seconds to wait at the end for a tracking server that is away (a restart takes tens of seconds).
+FLUSH_WAIT = float(os.environ.get("INVADERS_TRACKING_WAIT", "60"))
+
+
+def pip_requirements() -> list[str]:
+    """What loading the MLflow model needs, at the installed (locked) versions. Given, so MLflow does not
+    infer them by loading the model in a second Python process that imports TensorFlow again (seconds)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("tensorflow", "tf-keras", "numpy")]
+
+
+def _finish_run(run_id: str, model_path: Path, out: Path) -> None:
+    """The run's artifacts, output hashes and model, from the outputs on disk; then it is FINISHED."""
+    import mlflow
+    import numpy as np
+
+    from invaders.model import load_network
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_artifact(str(out / "history.csv"))
+        mlflow.log_artifact(str(out / "validation.csv"))
+        log_output_hashes(model_path, *(out / name for name in TRAIN_OUTPUTS))  # + its start network
+        # The MLflow model is the saved file's network, uncompiled: what evaluate and play load.
+        trained = load_network(out / "model.keras")
+        example = np.zeros((1, *trained.input_shape[1:]), dtype=np.uint8)
+        mlflow.tensorflow.log_model(trained, name="model", input_example=example, pip_requirements=pip_requirements())
+    runnote.write(run_id)
+
+
+def _deliver(outbox, fingerprint: str, model_path: Path, out: Path) -> None:
+    """Send what the outbox holds and finish the run; if the server is away, keep it all for the next run."""
+    from mlflow.exceptions import MlflowException
+
+    from invaders.outbox import save_unsent
+
+    unsent_file = out / "unsent-tracking.jsonl"
+    unsent = outbox.close(FLUSH_WAIT)
+    if not unsent:
+        try:
+            _finish_run(outbox.run_id, model_path, out)
+            unsent_file.unlink(missing_ok=True)
+            return
+        except (MlflowException, OSError):  # the server went away while the artifacts were sent
+            pass
+    save_unsent(unsent_file, outbox.run_id, fingerprint, unsent)
+    raise TrackingPending(f"train: outputs written, but the tracking server does not answer: {len(unsent)} records"
+                          f" and the run's artifacts are kept in {unsent_file}; run the stage again when it is back"
+                          " (nothing is trained again)")
+
+
+def train_run(params: Params, model_path: Path, out: Path, experiment_id: str, tags: dict[str, str] | None = None,
+              on_checkpoint: Callable[[Path, dict], None] | None = None, echo: Callable[[str], None] = print) -> str:
+    """Train the network at `model_path` into `out` (model.keras, last.keras, history.csv, validation.csv,
+    metrics.json, mlflow_run.json), tracked in one MLflow run with `tags` (a sweep trial's parent link);
+    returns the run's id. Checkpoints go to `out/checkpoints`; `on_checkpoint(path, metrics)` is told of
+    each, with the latest validation score (a sweep reports them to Ray). Resumes from the newest good one."""
+    from tqdm import tqdm
+
+    from invaders import checkpoint
+    from invaders.outbox import Outbox, SystemMetrics, read_unsent
+    from invaders.training import HISTORY_FIELDS, VALIDATION_FIELDS, save_networks, train, train_summary
+
+    checkpoints, unsent_file = out / "checkpoints", out / "unsent-tracking.jsonl"
+    fingerprint = checkpoint.fingerprint(params, model_path)
+    if (kept := read_unsent(unsent_file)) is not None:  # an earlier run ended while the server was away
+        header, records = kept
+        outbox = Outbox(header["run_id"], out / ".outbox-spill.jsonl")
+        for record in records:
+            outbox.put(record)
+        _deliver(outbox, header["fingerprint"], model_path, out)
+        echo(f"train: sent {len(records)} tracking records and the artifacts kept by run {header['run_id']}")
+        if header["fingerprint"] == fingerprint and all((out / name).is_file() for name in TRAIN_OUTPUTS):
+            echo("train: the outputs are those of the current params and code: nothing to train")
+            return header["run_id"]
+
+    resume = checkpoint.latest(checkpoints, fingerprint)
+    run_id = None
+    if resume:
+        echo(f"train: resuming from the checkpoint at step {resume.meta['step']}")
+        run_id = resume.meta["run_id"] if run_exists(resume.meta["run_id"]) else None
+    resumed_run = run_id
+    run_id = start_run(experiment_id, run_id, f"dqn-{params.model.architecture}", {"stage": "train", **(tags or {})})
+    out.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(run_id, out / ".outbox-spill.jsonl", echo=tqdm.write)
+    if resumed_run is None:
+        outbox.log_params(params.flat())
+    outbox.set_tags(reproducibility.tags())  # a resumed run records the machine it finished on
+    if resume:  # the same run; or, if the store lost it, a new one linked to the killed one
+        outbox.set_tags({"resumed_from_step": resume.meta["step"]}
+                        | ({} if resumed_run else {"resumed_from_run": resume.meta["run_id"]}))
+    sink = metrics_sink(outbox, resumed_run)
+    if on_checkpoint:  # the latest validation score goes with each checkpoint's report
+        latest = {"val_mean_reward": (resume.meta["validation"]["rows"] or [{}])[-1].get("mean_reward")
+                  if resume else None}
+        tracked = sink
+
+        def sink(step: int, metrics: dict[str, float]) -> None:
+            latest.update((k, v) for k, v in metrics.items() if k == "val_mean_reward")
+            tracked(step, metrics)
+
+        def saved(path: Path, step: int) -> None:
+            on_checkpoint(path, {"step": step, **latest})
+    system = SystemMetrics(outbox, resume=resumed_run is not None)
+    system.start()
+    started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)
+    try:
+        agent, history, validator = train(params, model_path, sink=sink, checkpoint_dir=checkpoints,
+                                          checkpoint_meta={"fingerprint": fingerprint, "run_id": run_id},
+                                          resume=resume, on_checkpoint=saved if on_checkpoint else None)
+    except BaseException as exc:  # Ctrl-C or a crash: send what was logged, mark the run, re-raise
+        system.finish()
+        outbox.close(5.0)
+        end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    system.finish()
+    summary = train_summary(params, history, validator.rows, time.perf_counter() - started)
+
+    save_networks(agent, validator, params.train.keep, out)
+    files.write_csv(out / "history.csv", history, HISTORY_FIELDS)
+    files.write_csv(out / "validation.csv", validator.rows, VALIDATION_FIELDS)
+    files.write_json(out / "metrics.json", summary)
+    files.write_json(out / "mlflow_run.json", {"run_id": run_id})
+    checkpoint.clear(checkpoints)  # the outputs supersede them
+    outbox.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))}, step=0)
+    _deliver(outbox, fingerprint, model_path, out)
+    kept = f"kept the network from step {summary['selected_step']}"
+    if summary["selected_val_mean_reward"] is not None:
+        kept += f" (validation mean {summary['selected_val_mean_reward']:.1f})"
+    echo(f"train: {summary['steps']} steps, {summary['episodes']} episodes, {summary['steps_per_s']} steps/s; {kept}")
+    return run_id
+
+
+def evaluate_run(params: Params, model_path: Path, train_run_id: str, out: Path, baseline_mean: float,
+                 baseline_run_id: str | None = None) -> dict:
+    """The trained agent plays `evaluate.episodes` seeded episodes: `out/episodes.csv`, `out/metrics.json`
+    (and the video), recorded in the training run. Needs `reproducibility.apply` before TensorFlow's first op."""
+    import mlflow
+
+    from invaders.agent import load_agent
+    from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
+
+    cfg = params.evaluate
+    agent = load_agent(model_path, params, training=False, test_epsilon=cfg.epsilon)
+    video = out / "video" / "episode.mp4" if cfg.video else None
+    (out / "video").mkdir(parents=True, exist_ok=True)
+    episodes = play_agent(agent, params.env, cfg.episodes, params.stream_seed("evaluate"), video=video)
+    metrics = score_summary(episodes)
+    metrics.update(baseline_mean_reward=baseline_mean, improvement=improvement(metrics["mean_reward"], baseline_mean))
+
+    files.write_csv(out / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)
+    files.write_json(out / "metrics.json", metrics)
+    if video is None:
+        (out / "video" / "episode.mp4").unlink(missing_ok=True)
+    # Params are immutable in MLflow, so an evaluation is recorded as metrics (a re-run adds a
+    # point to each metric's history), tags (its settings) and artifacts (replaced). The metrics
+    # keep metrics.json's names, the baseline run's: one column and one chart compare them.
+    with mlflow.start_run(run_id=train_run_id):
+        evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
+        mlflow.set_tags({"baseline_run_id": baseline_run_id or "none", "eval.count": evals,
+                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video}
+                       | {f"eval.{k}": v for k, v in reproducibility.tags().items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=evals)
+        mlflow.log_artifacts(str(out), artifact_path="evaluation")
+        log_output_hashes(out / "episodes.csv", out / "metrics.json", *([video] if video else []))
+    runnote.write(train_run_id)
+    return metrics
