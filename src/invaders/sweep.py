@@ -93,7 +93,7 @@ class RandomSearch(_Strict):
 
 
 class Resources(_Strict):
-    cpus: int = Field(1, ge=1, le=256, description="CPUs per trial; TensorFlow's thread pools get as many")
+    cpus: int = Field(1, ge=1, le=256, description="CPUs per trial (TensorFlow's threads in native mode)")
     memory_gb: float | None = Field(None, gt=0, description="memory per trial that Ray reserves (GB)")
 
 
