@@ -84,3 +84,31 @@ def test_training_learns_from_clipped_rewards_while_scores_stay_raw(tmp_path, ti
     assert any(row["reward"] > 1 and row["reward"] % 5 == 0 for row in history)
     scores = [e.reward for e in play_agent(build_agent(agent.model, params, training=False), params.env, 2, seed=1)]
     assert any(score > 1 and score % 5 == 0 for score in scores)
+
+
+@pytest.mark.parametrize("observation", ["deepmind", "raw"])
+def test_restored_env_continues_exactly_with_sticky_actions(observation):
+    """A checkpointed env continues as the original does, whatever action ALE was holding: its sticky
+    actions repeat the last applied action, which ALE's cloneState leaves out (the smoke run's
+    step-100 checkpoint resumed on a NOOP where the uninterrupted run repeated RIGHTFIRE)."""
+    cfg = EnvConfig(observation=observation, max_episode_steps=400)
+    actions = np.random.default_rng(0).integers(0, 6, 300)
+    original = RLEnv(make_env(cfg), 7)
+    original.reset()
+    diverged = []
+    for t, action in enumerate(actions):
+        if t % 10 == 9:  # a checkpoint here: a fresh env restored from it must play the next steps the same
+            restored = RLEnv(make_env(cfg), 7)
+            restored.set_state(*original.get_state())
+            saved = original.get_state()
+            ahead = [restored.step(a)[0] for a in actions[t:t + 3]]
+            played = [original.step(a)[0] for a in actions[t:t + 3]]
+            restored.close()
+            if not all(np.array_equal(a, b) for a, b in zip(ahead, played)):
+                diverged.append(t)
+            original.set_state(*saved)  # back to the checkpoint, itself restored, for the steps below
+        _, _, done, _ = original.step(action)
+        if done:
+            original.reset()
+    original.close()
+    assert not diverged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 import gymnasium as gym
@@ -78,16 +79,31 @@ class RLEnv:
         self._lives = 0
         self._obs: np.ndarray | None = None
         self.action_space.seed(seed)
+        # Sticky actions: on each frame ALE repeats the action it last applied (its `m_actions`) with
+        # this probability. That held action is not part of ALE's cloneState, so it is tracked here
+        # (ALE action id; NOOP after a reset) and put back into the emulator by `set_state`.
+        self._sticky = float(env.unwrapped.ale.getFloat("repeat_action_probability"))
+        self._frames_per_step = env.unwrapped._frameskip if isinstance(env.unwrapped._frameskip, int) else 1
+        for wrapper in self._wrappers():
+            if isinstance(wrapper, gym.wrappers.AtariPreprocessing):
+                self._frames_per_step *= wrapper.frame_skip
+        self._held = 0
 
     def reset(self) -> np.ndarray:
         if not self.game_over:  # only a life was lost
             return self._obs
         obs, info = self.env.reset(seed=self._seed)
         self._seed = None
+        self._held = 0  # ALE's reset applies NOOP last
         self._lives, self._obs, self.game_over = info.get("lives", 0), obs, False
         return obs
 
     def step(self, action: int):
+        applied = self.env.unwrapped._action_set[int(action)].value
+        if self._sticky > 0 and applied != self._held:
+            # ALE takes the new action on the first frame whose draw is not below the probability.
+            if (self._frame_draws(self._frames_per_step) >= self._sticky).any():
+                self._held = applied
         obs, reward, terminated, truncated, info = self.env.step(int(action))
         lives = info.get("lives", 0)
         self.game_over = bool(terminated or truncated)
@@ -102,7 +118,7 @@ class RLEnv:
         unwrapped = self.env.unwrapped
         arrays = {"ale": np.frombuffer(unwrapped.ale.cloneState(include_rng=True).serialize(), dtype=np.uint8)}
         meta = {
-            "game_over": self.game_over, "lives": self._lives, "seed": self._seed,
+            "game_over": self.game_over, "lives": self._lives, "seed": self._seed, "held_action": self._held,
             "np_random": unwrapped.np_random.bit_generator.state,
             "action_space": self.action_space.np_random.bit_generator.state,
         }
@@ -121,7 +137,16 @@ class RLEnv:
 
         self.env.reset(seed=self._seed)  # gymnasium refuses to step an env that was never reset
         unwrapped = self.env.unwrapped
-        unwrapped.ale.restoreState(ale_py.ALEState(arrays["ale"].tobytes()))
+        state = ale_py.ALEState(arrays["ale"].tobytes())
+        unwrapped.ale.restoreState(state)
+        self._held = int(meta.get("held_action", 0))
+        if self._sticky > 0 and self._held != 0:
+            # restoreState leaves ALE's held action at the reset's NOOP: apply the saved one until
+            # ALE takes it (the first frame whose draw allows it), then restore the state again.
+            draws = self._frame_draws(1000)
+            for _ in range(int(np.argmax(draws >= self._sticky)) + 1):
+                unwrapped.ale.act(ale_py.Action(self._held))
+            unwrapped.ale.restoreState(state)
         unwrapped.np_random.bit_generator.state = meta["np_random"]
         self.action_space.np_random.bit_generator.state = meta["action_space"]
         self.game_over, self._lives, self._seed = meta["game_over"], meta["lives"], meta["seed"]
@@ -132,6 +157,19 @@ class RLEnv:
                 wrapper.lives, wrapper.game_over = meta["preprocessing"]["lives"], meta["preprocessing"]["game_over"]
             elif isinstance(wrapper, gym.wrappers.TimeLimit):
                 wrapper._elapsed_steps = meta["elapsed_steps"]
+
+    def _frame_draws(self, frames: int) -> np.ndarray:
+        """The sticky-action draws ALE will make for player A on its next `frames` frames, in [0, 1).
+
+        Read from its RNG (std::mt19937, serialized as text at the end of the state, before two
+        ints): each frame draws twice, player A then player B, each word / 2**32.
+        """
+        serialized = self.env.unwrapped.ale.cloneState(include_rng=True).serialize()[:-8]
+        numbers = [int(n) for n in re.findall(rb"\d+", serialized[-8000:])[-625:]]
+        mt = np.random.MT19937()
+        mt.state = {"bit_generator": "MT19937", "state": {"key": np.array(numbers[:624], np.uint32),
+                                                            "pos": numbers[624]}}
+        return mt.random_raw(2 * frames)[0::2] / 2.0 ** 32
 
     def _wrappers(self):
         env = self.env
