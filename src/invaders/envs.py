@@ -81,28 +81,34 @@ class RLEnv:
         self.action_space.seed(seed)
         # Sticky actions: on each frame ALE repeats the action it last applied (its `m_actions`) with
         # this probability. That held action is not part of ALE's cloneState, so it is tracked here
-        # (ALE action id; NOOP after a reset) and put back into the emulator by `set_state`.
+        # (ALE action id; NOOP after a reset) and put back into the emulator by `set_state`. To know
+        # which frame took a new action, `_draws` mirrors ALE's RNG: read from its state once a game
+        # (a millisecond), then advanced as ALE draws (microseconds a step).
         self._sticky = float(env.unwrapped.ale.getFloat("repeat_action_probability"))
         self._frames_per_step = env.unwrapped._frameskip if isinstance(env.unwrapped._frameskip, int) else 1
         for wrapper in self._wrappers():
             if isinstance(wrapper, gym.wrappers.AtariPreprocessing):
                 self._frames_per_step *= wrapper.frame_skip
         self._held = 0
+        self._draws: np.random.MT19937 | None = None
 
     def reset(self) -> np.ndarray:
         if not self.game_over:  # only a life was lost
             return self._obs
         obs, info = self.env.reset(seed=self._seed)
         self._seed = None
-        self._held = 0  # ALE's reset applies NOOP last
+        self._held, self._draws = 0, None  # ALE's reset applies NOOP last
         self._lives, self._obs, self.game_over = info.get("lives", 0), obs, False
         return obs
 
     def step(self, action: int):
-        applied = self.env.unwrapped._action_set[int(action)].value
-        if self._sticky > 0 and applied != self._held:
-            # ALE takes the new action on the first frame whose draw is not below the probability.
-            if (self._frame_draws(self._frames_per_step) >= self._sticky).any():
+        if self._sticky > 0:
+            if self._draws is None:
+                self._draws = self._ale_rng()
+            # ALE takes a new action on the first frame whose draw is not below the probability.
+            draws = self._draws.random_raw(2 * self._frames_per_step)[0::2] / 2.0**32
+            applied = self.env.unwrapped._action_set[int(action)].value
+            if applied != self._held and (draws >= self._sticky).any():
                 self._held = applied
         obs, reward, terminated, truncated, info = self.env.step(int(action))
         lives = info.get("lives", 0)
@@ -143,10 +149,11 @@ class RLEnv:
         if self._sticky > 0 and self._held != 0:
             # restoreState leaves ALE's held action at the reset's NOOP: apply the saved one until
             # ALE takes it (the first frame whose draw allows it), then restore the state again.
-            draws = self._frame_draws(1000)
+            draws = self._ale_rng().random_raw(2000)[0::2] / 2.0**32
             for _ in range(int(np.argmax(draws >= self._sticky)) + 1):
                 unwrapped.ale.act(ale_py.Action(self._held))
             unwrapped.ale.restoreState(state)
+        self._draws = None
         unwrapped.np_random.bit_generator.state = meta["np_random"]
         self.action_space.np_random.bit_generator.state = meta["action_space"]
         self.game_over, self._lives, self._seed = meta["game_over"], meta["lives"], meta["seed"]
@@ -158,18 +165,15 @@ class RLEnv:
             elif isinstance(wrapper, gym.wrappers.TimeLimit):
                 wrapper._elapsed_steps = meta["elapsed_steps"]
 
-    def _frame_draws(self, frames: int) -> np.ndarray:
-        """The sticky-action draws ALE will make for player A on its next `frames` frames, in [0, 1).
-
-        Read from its RNG (std::mt19937, serialized as text at the end of the state, before two
-        ints): each frame draws twice, player A then player B, each word / 2**32.
-        """
+    def _ale_rng(self) -> np.random.MT19937:
+        """A copy of ALE's RNG as it is now. ALE serializes it (std::mt19937) as text at the end of its
+        state, before two ints; each frame draws twice from it, player A's sticky draw first."""
         serialized = self.env.unwrapped.ale.cloneState(include_rng=True).serialize()[:-8]
         numbers = [int(n) for n in re.findall(rb"\d+", serialized[-8000:])[-625:]]
         mt = np.random.MT19937()
         mt.state = {"bit_generator": "MT19937", "state": {"key": np.array(numbers[:624], np.uint32),
                                                             "pos": numbers[624]}}
-        return mt.random_raw(2 * frames)[0::2] / 2.0 ** 32
+        return mt
 
     def _wrappers(self):
         env = self.env
