@@ -21,7 +21,7 @@ repro: install
 	$(RUN) dvc repro
 
 test: install
-	$(RUN) python -m pytest
+	$(RUN) python -m pytest -n 2 --dist loadscope
 
 # The PyTorch peer (Stable-Baselines3) runs in a venv of its own, timed in the same bench run.
 SB3 := $(CURDIR)/.venv-sb3

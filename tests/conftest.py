@@ -116,3 +116,16 @@ def serving(cmd: list[str], cwd: Path, url: str, log: Path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+
+
+# `make test` runs the modules on two workers (pytest-xdist, --dist loadscope: a module's tests and
+# its fixtures stay on one worker). Workers take modules in collection order, so the longest go first
+# and the short ones fill in around them.
+LONGEST_FIRST = ("test_team_server.py", "test_sweep.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: the order within a module is kept
