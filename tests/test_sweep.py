@@ -365,3 +365,25 @@ def test_the_summary_is_mean_and_iqm_over_seeds_with_seeded_intervals_and_a_corr
     summary = summarize(sweep, trials, results, alpha=0.05)
     assert summary["best"] == "s1" and summary["vs_base"]["significant"]
     assert "**beats the base params**" in markdown(summary)
+
+
+def test_runs_of_trials_that_ray_ended_from_outside_are_not_left_running(tmp_path):
+    """A trial that ASHA stops, or whose last attempt died with its node, is killed by Ray before it can
+    end its MLflow run: the driver marks such runs KILLED (with a `sweep.stopped` tag) or FAILED, and
+    leaves alone the runs the trials ended themselves."""
+    import mlflow
+
+    from invaders.sweep import end_unfinished_runs
+
+    store = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = store.create_experiment("sweep")
+    run = {name: store.create_run(experiment).info.run_id for name in ("done", "stopped", "died", "failed")}
+    store.set_terminated(run["done"], "FINISHED")
+    store.set_terminated(run["failed"], "FAILED")  # an error inside training: the trial marked it
+    end_unfinished_runs([{"state": "DONE", "run_id": run["done"]}, {"state": "STOPPED", "run_id": run["stopped"]},
+                         {"state": "ERROR", "run_id": run["died"]}, {"state": "ERROR", "run_id": run["failed"]},
+                         {"state": "STOPPED", "run_id": None}], store)  # stopped before its first checkpoint
+    status = {name: store.get_run(run_id).info.status for name, run_id in run.items()}
+    assert status == {"done": "FINISHED", "stopped": "KILLED", "died": "FAILED", "failed": "FAILED"}
+    assert store.get_run(run["stopped"]).data.tags["sweep.stopped"] == "early, by the sweep's ASHA scheduler"
+    assert "sweep.stopped" not in store.get_run(run["died"]).data.tags

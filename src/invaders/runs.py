@@ -125,7 +125,7 @@ def train_run(params: Params, model_path: Path, out: Path, experiment_id: str, t
             tracked(step, metrics)
 
         def saved(path: Path, step: int) -> None:
-            on_checkpoint(path, {"step": step, **latest})
+            on_checkpoint(path, {"step": step, "run_id": run_id, **latest})
     system = SystemMetrics(outbox, resume=resumed_run is not None)
     system.start()
     started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)

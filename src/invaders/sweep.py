@@ -455,6 +455,7 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
 
     summary = summarize(sweep, trials, results, alpha=base.promote.alpha)
     write(summary, out)
+    end_unfinished_runs(summary["trials"], mlflow.MlflowClient())
     failed = [t["id"] for t in summary["trials"] if t["state"] == "ERROR"]
     with mlflow.start_run(run_id=parent):
         for name in ("summary.json", "summary.md", "scores.png"):
@@ -477,6 +478,19 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
               f" {storage}/{sweep.name}/<trial>/error.txt", file=sys.stderr)
         raise SystemExit(1)
     return summary
+
+
+def end_unfinished_runs(trials: list[dict], client) -> None:
+    """Ray ends a trial that ASHA stops, or whose last attempt died with its node, by killing its
+    process, so its MLflow run would stay RUNNING for good: mark it KILLED (stopped early) or FAILED."""
+    for trial in trials:
+        if trial["state"] == "DONE" or not trial["run_id"]:
+            continue
+        if client.get_run(trial["run_id"]).info.status != "RUNNING":
+            continue  # the trial ended it itself (an error inside training)
+        if trial["state"] == "STOPPED":
+            client.set_tag(trial["run_id"], "sweep.stopped", "early, by the sweep's ASHA scheduler")
+        client.set_terminated(trial["run_id"], "KILLED" if trial["state"] == "STOPPED" else "FAILED")
 
 
 def _tune(sweep: Sweep, trials: list[Trial], out: Path, storage: str, address: str | None, uri: str, parent: str,
