@@ -7,8 +7,8 @@ import csv
 import io
 import json
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -275,6 +275,48 @@ def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_ha
     parent = json.loads((out / "sweep.json").read_text())["parent_run_id"]
     assert len(mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")) == 2
     assert histories(mlflow, run_id) == histories(mlflow, reference_id)
+
+
+def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stopped(project, cluster, tracking, smoke):
+    """Ctrl-C (SIGINT) to the driver while the trial is between checkpoints: one line saying to use
+    --resume, exit 130; `--resume` then finishes the trial from its checkpoint, in the same parent and child
+    runs, with the outputs of the smoke sweep's same trial."""
+    (project / "sweeps" / "resume.yaml").write_text(yaml.safe_dump({"name": "resume", "params": "presets/smoke.yaml",
+                                                                    "seeds": [0]}))
+    out = project / "data" / "sweeps" / "resume"
+    process = sweep(project, cluster, tracking, file="sweeps/resume.yaml", wait=False)
+    output = {}
+    reader = threading.Thread(target=lambda: output.update(zip(("stdout", "stderr"), process.communicate())))
+    reader.start()
+    deadline = time.monotonic() + 300
+    # The second checkpoint on disk (step 200 of 300): by then the driver has long taken in the first, which
+    # a checkpoint needs before the state Tune saves on Ctrl-C holds it (a trial with none starts over).
+    while not (out / "ray" / "resume" / "base-seed0" / "checkpoint_000001").is_dir():
+        assert process.poll() is None and time.monotonic() < deadline, output
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    reader.join(timeout=300)
+    assert process.returncode == 130, output.get("stderr", "")[-4000:]
+    assert output["stderr"].strip().splitlines()[-1] == (
+        "error: sweep 'resume' stopped before its trials ended; continue it with `invaders sweep ... --resume`")
+    assert not (out / "summary.json").exists()
+    parent = json.loads((out / "sweep.json").read_text())["parent_run_id"]
+
+    resumed = sweep(project, cluster, tracking, "--resume", file="sweeps/resume.yaml")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert json.loads((out / "sweep.json").read_text())["parent_run_id"] == parent
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["state"] for t in summary["trials"]] == ["DONE"]
+    trial, reference = out / "trials" / "base-seed0", project / "data" / "sweeps" / "smoke" / "trials" / "base-seed0"
+    assert attempts(trial)[-1]["restored"]  # from its checkpoint, not from the start
+    for name in ("train/validation.csv", "eval/episodes.csv", "train/model.keras", "train/last.keras"):
+        assert (trial / name).read_bytes() == (reference / name).read_bytes(), name
+    assert without_wall_clock(trial / "train" / "history.csv") == without_wall_clock(reference / "train" / "history.csv")
+    mlflow = client(tracking)
+    children = mlflow.search_runs([mlflow.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.info.run_id for r in children] == [summary["trials"][0]["run_id"]]
+    assert mlflow.get_run(summary["trials"][0]["run_id"]).info.status == "FINISHED"
+    assert mlflow.get_run(parent).info.status == "FINISHED"
 
 
 @pytest.mark.parametrize("content, args, env, says", [
