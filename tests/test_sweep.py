@@ -154,6 +154,25 @@ def sweep(project: Path, cluster, tracking: str, *args: str, file: str = "sweeps
     return subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def sweep_in_background(project: Path, cluster, tracking: str, file: str):
+    """`sweep` without waiting: the process, a dict its stdout and stderr land in when it ends, and the
+    thread that reads them (join it before reading the dict)."""
+    process = sweep(project, cluster, tracking, file=file, wait=False)
+    output = {}
+    reader = threading.Thread(target=lambda: output.update(zip(("stdout", "stderr"), process.communicate())))
+    reader.start()
+    return process, output, reader
+
+
+def wait_for(found, process: subprocess.Popen, output: dict):
+    """Poll `found()` until it returns something, while the sweep still runs (at most 300 s); returns it."""
+    deadline = time.monotonic() + 300
+    while not (value := found()):
+        assert process.poll() is None and time.monotonic() < deadline, output
+        time.sleep(0.2)
+    return value
+
+
 def client(tracking: str):
     import mlflow
 
@@ -230,19 +249,11 @@ def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_ha
     (project / "sweeps" / "fault.yaml").write_text(yaml.safe_dump({"name": "fault", "params": "presets/smoke.yaml",
                                                                    "seeds": [0, 1], "max_failures": 3}))
     out = project / "data" / "sweeps" / "fault"
-    process = sweep(project, cluster, tracking, file="sweeps/fault.yaml", wait=False)
-    output = {}
-    reader = threading.Thread(target=lambda: output.update(zip(("stdout", "stderr"), process.communicate())))
-    reader.start()
-    victim, deadline = None, time.monotonic() + 300
-    while victim is None:
-        assert process.poll() is None and time.monotonic() < deadline, output
-        for trial in ("base-seed0", "base-seed1"):
-            # Its first checkpoint (step 100 of 300) is with Ray: the trial is between it and its end.
-            if (out / "ray" / "fault" / trial / "checkpoint_000000").is_dir():
-                victim = trial
-                break
-        time.sleep(0.2)
+    process, output, reader = sweep_in_background(project, cluster, tracking, "sweeps/fault.yaml")
+    # Its first checkpoint (step 100 of 300) is with Ray: the trial is between it and its end.
+    victim = wait_for(lambda: next((trial for trial in ("base-seed0", "base-seed1")
+                                    if (out / "ray" / "fault" / trial / "checkpoint_000000").is_dir()), None),
+                      process, output)
     worker = psutil.Process(attempts(out / "trials" / victim)[0]["pid"])
     raylet = psutil.Process(worker.ppid())
     assert raylet.name() == "raylet"
@@ -284,16 +295,10 @@ def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stop
     (project / "sweeps" / "resume.yaml").write_text(yaml.safe_dump({"name": "resume", "params": "presets/smoke.yaml",
                                                                     "seeds": [0]}))
     out = project / "data" / "sweeps" / "resume"
-    process = sweep(project, cluster, tracking, file="sweeps/resume.yaml", wait=False)
-    output = {}
-    reader = threading.Thread(target=lambda: output.update(zip(("stdout", "stderr"), process.communicate())))
-    reader.start()
-    deadline = time.monotonic() + 300
+    process, output, reader = sweep_in_background(project, cluster, tracking, "sweeps/resume.yaml")
     # The second checkpoint on disk (step 200 of 300): by then the driver has long taken in the first, which
     # a checkpoint needs before the state Tune saves on Ctrl-C holds it (a trial with none starts over).
-    while not (out / "ray" / "resume" / "base-seed0" / "checkpoint_000001").is_dir():
-        assert process.poll() is None and time.monotonic() < deadline, output
-        time.sleep(0.2)
+    wait_for(lambda: (out / "ray" / "resume" / "base-seed0" / "checkpoint_000001").is_dir(), process, output)
     process.send_signal(signal.SIGINT)
     reader.join(timeout=300)
     assert process.returncode == 130, output.get("stderr", "")[-4000:]
