@@ -30,7 +30,7 @@ import numpy as np
 import invaders  # noqa: F401
 from invaders import reproducibility
 from invaders.config import Params, ReproducibilityConfig, load_params
-from invaders.replay import PrioritizedReplayMemory, ReplayMemory
+from invaders.rl.replay import PrioritizedReplayMemory, ReplayMemory
 
 WARMUP = 1000
 
@@ -58,14 +58,15 @@ def _fresh(fn, *args):
 
 
 def _agent(params: Params, agent_class, training: bool = True):
-    from invaders.agent import build_agent, seed_everything
-    from invaders.envs import action_count, observation_shape
-    from invaders.model import build_q_network
+    from invaders.rl.agent import build_agent
+    from invaders.seeding import seed_everything
+    from invaders.rl.envs import action_count, observation_shape
+    from invaders.rl.model import build_q_network
 
     seed_everything(params.seed)
     net = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
                           action_count(params.env))
-    from invaders.compat import load_rl
+    from invaders.compat.keras_rl2 import load_rl
 
     memory = None
     if agent_class is load_rl().DQNAgent:  # plain keras-rl2, as its Atari example: SequentialMemory
@@ -75,8 +76,8 @@ def _agent(params: Params, agent_class, training: bool = True):
 
 def _timed_fit(agent, params: Params) -> tuple[float, float]:
     """fit for `train.steps`; (env steps/s over all of it, env steps/s after warmup)."""
-    from invaders.compat import load_rl
-    from invaders.envs import RLEnv, make_env
+    from invaders.compat.keras_rl2 import load_rl
+    from invaders.rl.envs import RLEnv, make_env
 
     env = RLEnv(make_env(params.env), params.seed)
     warmup = params.agent.warmup_steps
@@ -101,8 +102,8 @@ def train_rates(params: Params, agent: str = "invaders") -> tuple[float, float]:
 
 def _train_rates(params: Params, agent: str) -> tuple[float, float]:
     reproducibility.apply(params)
-    from invaders.agent import FastDQNAgent
-    from invaders.compat import load_rl
+    from invaders.rl.agent import FastDQNAgent
+    from invaders.compat.keras_rl2 import load_rl
 
     agent_class = FastDQNAgent if agent == "invaders" else load_rl().DQNAgent
     return _timed_fit(_agent(params, agent_class), params)
@@ -114,7 +115,7 @@ def seed_preset_seconds_per_1000(steps: int) -> float:
 
 
 def _seed_preset_seconds_per_1000(steps: int) -> float:
-    from invaders.agent import FastDQNAgent
+    from invaders.rl.agent import FastDQNAgent
 
     preset = load_params(Path(__file__).resolve().parents[1] / "presets" / "seed.yaml")
     params = _mode(preset, "native").model_copy(update={
@@ -133,7 +134,7 @@ def replay_numbers(transitions: int, samples: int) -> dict[str, float]:
     frames = rng.integers(0, 256, (512, 84, 84), dtype=np.uint8)
     ours = ReplayMemory(transitions, window_length=4, seed=0)
     prioritized = PrioritizedReplayMemory(transitions, window_length=4, seed=0, n_step=3)
-    from invaders.compat import load_rl
+    from invaders.compat.keras_rl2 import load_rl
 
     theirs = load_rl().SequentialMemory(limit=transitions, window_length=4)
     for i in range(transitions):
@@ -175,7 +176,7 @@ def outbox_costs(records: int) -> dict[str, float]:
 
     import mlflow
 
-    from invaders.outbox import Outbox
+    from invaders.tracking.outbox import Outbox
 
     metrics = {"epsilon": 0.5, "steps_per_s": 150.0, "train_loss": 0.01, "train_mean_q": 1.0}
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
@@ -222,8 +223,8 @@ def eval_rate(params: Params, episodes: int) -> float:
 
 def _eval_rate(params: Params, episodes: int) -> float:
     reproducibility.apply(params, playing=True)
-    from invaders.agent import FastDQNAgent
-    from invaders.evaluation import play_agent
+    from invaders.rl.agent import FastDQNAgent
+    from invaders.rl.play import play_agent
 
     agent = _agent(params, FastDQNAgent, training=False)
     agent.test_policy.eps = params.evaluate.epsilon

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLAIN = """
 import json, sys
 from pathlib import Path
-from invaders.sweep import load, run_trial
+from invaders.sweep.driver import load, run_trial
 sweep, trials = load(Path("sweeps/bench.yaml"))
 trial = next(t for t in trials if t.id == sys.argv[1])
 run_trial({"trial": trial.model_dump(), "out": str(Path("data/sweeps/bench/trials").resolve()), "cpus": 1,

@@ -149,7 +149,7 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
 umask 022
 export MLFLOW_AUTH_CONFIG_PATH=$secrets/auth.ini MLFLOW_BACKEND_STORE_URI=$backend
-python -m invaders.team_server prepare
+python -m invaders.ops.team_server prepare
 
 # MLflow's job runner (GenAI evaluation jobs, 7 more processes) has nothing to do here.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 from conftest import merge
 
-from invaders.agent import FastDQNAgent, build_agent, seed_everything
-from invaders.compat import load_rl
+from invaders.rl.agent import FastDQNAgent, build_agent
+from invaders.seeding import seed_everything
+from invaders.compat.keras_rl2 import load_rl
 from invaders.config import parse_params
-from invaders.model import build_q_network
+from invaders.rl.model import build_q_network
 
 
 ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": {"enabled": False}}  # keras-rl2's own algorithm

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, TINY, free_port, merge, serving
 
 from invaders.config import ModelConfig, parse_params
-from invaders.model import ModelFileError, build_q_network, save_network
+from invaders.rl.model import ModelFileError, build_q_network, save_network
 
 
 def stage(name: str, cwd, env: dict | None = None, limit_bytes: int | None = None) -> subprocess.CompletedProcess:
@@ -141,7 +141,7 @@ def test_an_unusable_tracking_uri_fails_in_seconds_naming_it(tmp_path, name, uri
 
 
 def test_a_network_for_another_game_or_observation_is_refused(tmp_path):
-    from invaders.agent import load_agent
+    from invaders.rl.agent import load_agent
 
     params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))
     save_network(build_q_network(ModelConfig(), (84, 84), 4, 4), tmp_path / "four_actions.keras")

@@ -3,7 +3,7 @@ import numpy as np
 from conftest import merge
 
 import invaders  # noqa: F401
-from invaders.compat import adam, load_rl
+from invaders.compat.keras_rl2 import adam, load_rl
 
 
 def test_keras_rl2_imports_and_eager_mode_survives():
@@ -63,8 +63,8 @@ def test_the_projects_own_training_runs_past_32767_steps_on_ale(tmp_path, tiny_p
     import tf_keras
 
     from invaders.config import parse_params
-    from invaders.model import save_network
-    from invaders.training import train
+    from invaders.rl.model import save_network
+    from invaders.rl.loop import train
 
     inputs = tf_keras.Input((4, 84, 84), dtype="uint8")
     flat = tf_keras.layers.Flatten()(tf_keras.layers.Rescaling(1 / 255)(inputs))

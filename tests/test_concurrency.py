@@ -61,8 +61,8 @@ RACER = """
 import sys, time
 from pathlib import Path
 from invaders.config import PromoteConfig
-from invaders.registry import promote
-from invaders.tracking import connect
+from invaders.tracking.registry import promote
+from invaders.tracking.store import connect
 import json
 
 connect("invaders")

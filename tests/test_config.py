@@ -98,3 +98,18 @@ def test_each_random_stream_has_its_own_seed(default_params):
     derived = [p.stream_seed(name) for p in seeds.values() for name in streams]
     assert len(set(derived)) == 10 and all(0 <= d < 2**31 for d in derived)
     assert seeds[0].stream_seed("evaluate") == parse_params(default_params).stream_seed("evaluate")
+
+
+def test_the_env_id_table_is_the_one_ale_py_registers():
+    """Params are validated from a table, without importing gymnasium or ALE; it must be ale-py's list."""
+    from invaders.config import ALE_ENV_IDS
+    from invaders.rl.envs import known_env_ids
+
+    assert ALE_ENV_IDS == known_env_ids()
+
+
+def test_validating_params_imports_neither_gymnasium_nor_the_emulator():
+    code = ("import sys; from invaders.config import load_params; load_params('params.yaml');"
+            " print(sorted(m for m in ('gymnasium', 'ale_py', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -55,7 +55,7 @@ def test_the_experiment_is_marked_as_model_training_new_or_existing(tmp_path, mo
     stage that connects; a kind someone chose stays."""
     import mlflow
 
-    from invaders.tracking import connect
+    from invaders.tracking.store import connect
 
     monkeypatch.chdir(tmp_path)  # the default store, as a stage outside DVC selects it
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -1,52 +1,66 @@
-"""`dvc.yaml` lists, for every stage, exactly the project modules its script imports (transitively):
-a change to any code a stage runs re-runs it, and a change elsewhere does not."""
+"""`dvc.yaml` agrees with the code: every stage lists exactly the project files its script runs
+(a change to code a stage runs re-runs it, a change elsewhere does not), and its command passes the
+paths the stage function takes, each a declared dep or output."""
 
-import ast
+import importlib
+import inspect
+import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
 
-PACKAGE = REPO / "src" / "invaders"
+from invaders import sources
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Names of the `invaders` modules a file imports, at any depth (imports inside functions too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "invaders":
-            if node.module == "invaders":  # from invaders import files, checkpoint
-                found |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
-            else:
-                found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("invaders.")}
-    return found
+def code_deps(script: Path) -> set[str]:
+    return {p.relative_to(REPO).as_posix() for p in sources.closure(script)} | {"src/invaders/__init__.py"}
 
 
-def closure(script: Path) -> set[str]:
-    seen, todo = set(), imported_modules(script)
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo |= imported_modules(PACKAGE / f"{name}.py")
-    return {f"src/invaders/{name}.py" for name in seen} | {"src/invaders/__init__.py"}
+@pytest.mark.parametrize("name", list(STAGES))
+def test_each_stage_depends_on_exactly_the_code_it_runs(name):
+    stage = STAGES[name]
+    script = shlex.split(stage["cmd"])[1]
+    listed = {d for d in stage["deps"] if d.startswith("src/")}
+    assert script in stage["deps"], name
+    needed = code_deps(REPO / script)
+    assert listed == needed, f"stage {name}: missing {sorted(needed - listed)}, extra {sorted(listed - needed)}"
 
 
-def test_each_stage_depends_on_exactly_the_modules_it_imports():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        script = stage["cmd"].split()[-1]
-        listed = {d for d in stage["deps"] if d.startswith("src/")}
-        assert script in stage["deps"], name
-        assert listed == closure(REPO / script), (
-            f"stage {name}: missing {sorted(closure(REPO / script) - listed)}, extra {sorted(listed - closure(REPO / script))}")
+@pytest.mark.parametrize("name", list(STAGES))
+def test_each_stage_command_passes_the_stage_functions_paths(name):
+    """The command's paths are the stage function's defaults (so `python pipeline/<stage>.py` alone does what
+    DVC does), each input a dep and each output an out or metric of the stage."""
+    stage = STAGES[name]
+    args = shlex.split(stage["cmd"])[2:]
+    passed = dict(zip((a.removeprefix("--").replace("-", "_") for a in args[0::2]), args[1::2]))
+    function = getattr(importlib.import_module(f"invaders.stages.{name}"), name)
+    defaults = {k: str(p.default) for k, p in inspect.signature(function).parameters.items()
+                if isinstance(p.default, Path)}
+    assert passed == defaults
+    declared = {next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])}
+    for key, path in passed.items():
+        if key == "out":
+            assert all(Path(o).parent == Path(path) or Path(o) == Path(path) / "video" for o in declared), declared
+        else:
+            assert path in stage["deps"], (name, path)
 
 
-def test_the_import_scan_sees_nested_and_package_imports(tmp_path):
+def test_the_import_scan_sees_nested_package_and_parent_imports(tmp_path):
     script = tmp_path / "stage.py"
-    script.write_text("from invaders import files\n\ndef main():\n    from invaders.agent import seed_everything\n"
-                      "    import invaders.model\n")
-    assert imported_modules(script) == {"files", "agent", "model"}
-    assert "src/invaders/sumtree.py" in closure(script)  # agent -> replay -> sumtree
+    script.write_text("from invaders import files\n\ndef main():\n    from invaders.rl.agent import build_agent\n"
+                      "    import invaders.rl.model\n    from invaders.rl import checkpoint\n")
+    assert sources.imported(script) == {"invaders", "invaders.files", "invaders.rl.agent", "invaders.rl.model",
+                                        "invaders.rl", "invaders.rl.checkpoint"}
+    deps = code_deps(script)
+    assert {"src/invaders/rl/__init__.py", "src/invaders/rl/sumtree.py"} <= deps  # agent -> replay -> sumtree
+    assert "src/invaders/cli.py" not in deps
+
+
+def test_the_random_baseline_depends_on_no_agent_code():
+    deps = code_deps(REPO / "pipeline" / "baseline.py")
+    assert not {f"src/invaders/rl/{m}.py" for m in ("agent", "replay", "sumtree", "model", "checkpoint", "loop")} & deps
+    assert not any(d.startswith("src/invaders/compat/") for d in deps)

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 from conftest import merge
 
-from invaders.agent import build_agent
+from invaders.rl.agent import build_agent
 from invaders.config import EnvConfig, parse_params
-from invaders.envs import RLEnv, action_count, make_env, observation_shape
-from invaders.evaluation import play_agent
-from invaders.model import build_q_network, save_network
-from invaders.training import train
+from invaders.rl.envs import RLEnv, action_count, make_env, observation_shape
+from invaders.rl.play import play_agent
+from invaders.rl.model import build_q_network, save_network
+from invaders.rl.loop import train
 
 
 @pytest.mark.parametrize("observation", ["deepmind", "raw"])

@@ -5,7 +5,7 @@ import pytest
 
 import invaders  # noqa: F401
 from invaders.config import ModelConfig
-from invaders.model import (
+from invaders.rl.model import (
     ModelFileError,
     build_q_network,
     load_network,

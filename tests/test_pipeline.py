@@ -108,10 +108,11 @@ def test_the_best_validated_network_is_kept(project, monkeypatch):
     monkeypatch.chdir(project)
     import mlflow
 
-    from invaders.agent import build_agent
+    from invaders.rl.agent import build_agent
     from invaders.config import load_params
-    from invaders.evaluation import play_agent, score_summary
-    from invaders.model import load_network
+    from invaders.rl.play import play_agent
+    from invaders.rl.episodes import score_summary
+    from invaders.rl.model import load_network
 
     rows = (project / "data" / "train" / "validation.csv").read_text().splitlines()
     assert rows[0] == "step,mean_reward,std_reward,best"
@@ -168,7 +169,7 @@ def test_logged_model_loads_and_agrees(project, monkeypatch):
     import mlflow
 
     import invaders  # noqa: F401
-    from invaders.model import load_network
+    from invaders.rl.model import load_network
 
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
     runs = mlflow.search_runs(experiment_names=["invaders"], output_format="list")
@@ -239,7 +240,7 @@ def test_promote_registers_the_agent_and_records_the_decision(project, monkeypat
     monkeypatch.chdir(project)
     import mlflow
 
-    from invaders.registry import recorded_rewards, version_by_alias
+    from invaders.tracking.registry import recorded_rewards, version_by_alias
 
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
     version = version_by_alias("invaders-dqn", "challenger")

@@ -5,10 +5,10 @@ import pytest
 
 import invaders  # noqa: F401
 from invaders.config import ModelConfig, PromoteConfig
-from invaders.evaluation import EPISODE_FIELDS
+from invaders.rl.episodes import EPISODE_FIELDS
 from invaders.files import write_csv
-from invaders.model import ModelFileError, build_q_network, load_network, save_network
-from invaders.tracking import TrackingError, connect
+from invaders.rl.model import ModelFileError, build_q_network, load_network, save_network
+from invaders.tracking.store import TrackingError, connect
 
 BASELINE = [150.0, 120.0, 180.0, 95.0, 210.0, 140.0, 160.0, 130.0]
 STRONG = [320.0, 290.0, 410.0, 350.0, 280.0, 375.0, 330.0, 300.0]
@@ -43,7 +43,11 @@ def episodes(path, rewards):
 def test_round_trip_by_alias_gives_the_files_q_values(store):
     import mlflow
 
-    from invaders.registry import load_model
+    from invaders.tracking.registry import model_file
+
+    def load_model(spec):
+        with model_file(spec) as path:
+            return load_network(path)
 
     net = build_q_network(ModelConfig(), (84, 84), 4, 6)
     save_network(net, store / "model.keras")
@@ -65,7 +69,7 @@ def test_round_trip_by_alias_gives_the_files_q_values(store):
 def test_champion_moves_only_to_a_significantly_better_agent(store):
     import mlflow
 
-    from invaders.registry import promote, recorded_rewards, version_by_alias
+    from invaders.tracking.registry import promote, recorded_rewards, version_by_alias
 
     net = build_q_network(ModelConfig(dueling="none"), (84, 84), 1, 6)
     save_network(net, store / "model.keras")

@@ -3,8 +3,8 @@ import io
 import numpy as np
 import pytest
 
-from invaders.compat import load_rl
-from invaders.replay import PrioritizedReplayMemory, ReplayMemory
+from invaders.compat.keras_rl2 import load_rl
+from invaders.rl.replay import PrioritizedReplayMemory, ReplayMemory
 
 FRAME = (3, 5)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import BIN
 
-from invaders.scores import bootstrap_mean_ci, summarize
+from invaders.stats import bootstrap_mean_ci, summarize
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_episodes():

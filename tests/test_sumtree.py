@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 
-from invaders.sumtree import SumTree
+from invaders.rl.sumtree import SumTree
 
 
 def test_sampling_follows_the_priorities():

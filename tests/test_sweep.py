@@ -218,11 +218,16 @@ def test_a_sweep_runs_on_both_nodes_and_every_trial_is_a_child_run_on_the_server
     mlflow = client(tracking)
     parent = json.loads((out / "sweep.json").read_text())["parent_run_id"]
     experiment = mlflow.get_run(parent).info.experiment_id
-    children = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    children = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}' and tags.stage = 'train'")
     assert sorted(r.data.tags["sweep.trial"] for r in children) == sorted(t["id"] for t in trials)
+    # Each trial's random baseline is a run of its own, as the baseline stage's is, and its evaluation names it.
+    baselines = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}' and tags.stage = 'baseline'")
+    assert sorted(r.data.tags["sweep.trial"] for r in baselines) == sorted(t["id"] for t in trials)
+    baseline_of = {r.data.tags["sweep.trial"]: r.info.run_id for r in baselines}
     for run in children:
         trial = next(t for t in trials if t["id"] == run.data.tags["sweep.trial"])
         assert run.info.run_id == trial["run_id"] and run.info.status == "FINISHED"
+        assert run.data.tags["baseline_run_id"] == baseline_of[trial["id"]]
         assert run.data.metrics["mean_reward"] == trial["score"]  # the summary agrees with the runs
         assert any(k.startswith("system/") for k in run.data.metrics) and "episode_reward" in run.data.metrics
         assert run.data.params["agent.learning_rate"] == str(0.0003 if trial["setting"] == "s1" else 0.0001)
@@ -284,7 +289,7 @@ def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_ha
     run = mlflow.get_run(run_id)
     assert "resumed_from_step" in run.data.tags and run.info.status == "FINISHED"
     parent = json.loads((out / "sweep.json").read_text())["parent_run_id"]
-    assert len(mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")) == 2
+    assert len(mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}' and tags.stage = 'train'")) == 2
     assert histories(mlflow, run_id) == histories(mlflow, reference_id)
 
 
@@ -318,7 +323,7 @@ def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stop
         assert (trial / name).read_bytes() == (reference / name).read_bytes(), name
     assert without_wall_clock(trial / "train" / "history.csv") == without_wall_clock(reference / "train" / "history.csv")
     mlflow = client(tracking)
-    children = mlflow.search_runs([mlflow.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    children = mlflow.search_runs([mlflow.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}' and tags.stage = 'train'")
     assert [r.info.run_id for r in children] == [summary["trials"][0]["run_id"]]
     assert mlflow.get_run(summary["trials"][0]["run_id"]).info.status == "FINISHED"
     assert mlflow.get_run(parent).info.status == "FINISHED"
@@ -359,7 +364,7 @@ def test_bad_sweep_input_is_one_line_and_exit_2_in_seconds(tmp_path, content, ar
 
 
 def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tmp_path):
-    from invaders.sweep import load
+    from invaders.sweep.driver import load
 
     shutil.copytree(REPO / "presets", tmp_path / "presets")
     spec = {"name": "x", "params": str(tmp_path / "presets" / "smoke.yaml"), "seeds": [3, 4],
@@ -386,8 +391,8 @@ def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tm
 def test_the_summary_is_mean_and_iqm_over_seeds_with_seeded_intervals_and_a_corrected_test():
     from types import SimpleNamespace
 
-    from invaders.sweep import Trial
-    from invaders.sweep_summary import iqm, markdown, summarize
+    from invaders.sweep.driver import Trial
+    from invaders.sweep.summary import iqm, markdown, summarize
 
     seeds = [0, 1, 2, 3]
     scores = {"base": [10.0, 12.0, 11.0, 9.0], "s1": [30.0, 32.0, 29.0, 31.0], "s2": [12.0, 8.0, 100.0, 11.0]}
@@ -420,7 +425,7 @@ def test_runs_of_trials_that_ray_ended_from_outside_are_not_left_running(tmp_pat
     leaves alone the runs the trials ended themselves."""
     import mlflow
 
-    from invaders.sweep import end_unfinished_runs
+    from invaders.sweep.driver import end_unfinished_runs
 
     store = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = store.create_experiment("sweep")

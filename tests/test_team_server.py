@@ -137,7 +137,7 @@ def writer_project(server, tmp_path_factory):
 def test_a_writer_runs_the_pipeline_and_everything_is_on_the_server(server, writer_project):
     import mlflow
 
-    from invaders.model import load_network
+    from invaders.rl.model import load_network
 
     assert not (writer_project / "mlflow.db").exists() and not (writer_project / "mlruns").exists()
     client = server.client(server.reader())  # a reader browses it all
@@ -182,7 +182,7 @@ def test_a_writer_runs_the_pipeline_and_everything_is_on_the_server(server, writ
 def always_right_fire(path: Path) -> None:
     """Turn the trained (dueling) network at `path` into one that always picks RIGHTFIRE (action 4),
     which clearly beats random play: the advantage head ignores its input and favours that action."""
-    from invaders.model import load_network, save_network
+    from invaders.rl.model import load_network, save_network
 
     model = load_network(path)
     head = model.get_layer("advantage")
@@ -356,7 +356,7 @@ def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, wr
     writer_experiment(server, "stays-away")
     import mlflow
 
-    from invaders.outbox import Outbox
+    from invaders.tracking.outbox import Outbox
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow.set_tracking_uri(server.uri)
@@ -417,12 +417,12 @@ def test_an_older_schema_is_upgraded_after_saying_so(tmp_path):
     assert older != head
     (tmp_path / "auth.ini").write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path}/users.db"
                                        "\nadmin_username = admin\n")
-    prepared = run(["python", "-m", "invaders.team_server", "prepare"], tmp_path, MLFLOW_BACKEND_STORE_URI=db,
+    prepared = run(["python", "-m", "invaders.ops.team_server", "prepare"], tmp_path, MLFLOW_BACKEND_STORE_URI=db,
                    MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth.ini"), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
                    MLFLOW_FLASK_SERVER_SECRET_KEY="test-key")
     assert prepared.stdout == (f"mlflow-server: the schema of {db} is older than this MLflow's ({older} -> {head}):"
                                " running `mlflow db upgrade` (take a backup first if it matters)\n")
     assert utils._get_schema_version(engine) == head
-    again = run(["python", "-m", "invaders.team_server", "prepare"], tmp_path, MLFLOW_BACKEND_STORE_URI=db,
+    again = run(["python", "-m", "invaders.ops.team_server", "prepare"], tmp_path, MLFLOW_BACKEND_STORE_URI=db,
                 MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY="test-key")
     assert again.stdout == ""  # up to date, and the admin exists: no password needed any more

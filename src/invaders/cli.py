@@ -80,16 +80,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _agent(model_spec: str, params, epsilon: float | None):
     """The model (file or URI) in a test-mode agent, after checking it fits the params' environment."""
-    from invaders.agent import build_agent
-    from invaders.envs import action_count, observation_shape
     from invaders import reproducibility
-    from invaders.model import check_fits
-    from invaders.registry import load_model
+    from invaders.rl.agent import build_agent
+    from invaders.rl.envs import action_count, observation_shape
+    from invaders.rl.model import check_fits, load_network
+    from invaders.tracking.registry import model_file
 
     if epsilon is not None and not 0.0 <= epsilon <= 1.0:
         raise UserError(f"--epsilon: must be between 0 and 1 (got {epsilon})")
     reproducibility.apply(params, playing=True)
-    model = load_model(model_spec)
+    with model_file(model_spec) as path:
+        model = load_network(path)  # fully in memory: a download can go
     window = int(model.input_shape[1])  # the network's own window; frames and actions must fit the env
     check_fits(model, model_spec, observation_shape(params.env), window, action_count(params.env))
     params = params.model_copy(update={"agent": params.agent.model_copy(update={"window_length": window})})
@@ -114,7 +115,8 @@ def _seed(args: argparse.Namespace, params) -> int:
 
 
 def play(args: argparse.Namespace) -> None:
-    from invaders.evaluation import play_agent, score_summary
+    from invaders.rl.play import play_agent
+    from invaders.rl.episodes import score_summary
 
     _episodes(args.episodes)
     params = _params(args.params)
@@ -130,7 +132,8 @@ def play(args: argparse.Namespace) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     from invaders import files
-    from invaders.evaluation import EPISODE_FIELDS, episode_rows, play_agent, score_summary
+    from invaders.rl.episodes import EPISODE_FIELDS, episode_rows, score_summary
+    from invaders.rl.play import play_agent
 
     params = _params(args.params)
     cfg = params.evaluate
@@ -147,7 +150,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def params(args: argparse.Namespace) -> None:
-    from invaders.retrain import write_run_params
+    from invaders.ops.retrain import write_run_params
 
     print(write_run_params(args.file, args.preset, steps=args.steps, seed=args.seed, mode=args.mode))
 
@@ -155,8 +158,8 @@ def params(args: argparse.Namespace) -> None:
 def scores(args: argparse.Namespace) -> None:
     import json
 
-    from invaders.evaluation import read_rewards
-    from invaders.scores import summarize
+    from invaders.rl.episodes import read_rewards
+    from invaders.stats import summarize
 
     runs = {str(p): read_rewards(p / "eval" / "episodes.csv" if p.is_dir() else p) for p in args.runs}
     summary = summarize(runs)
@@ -171,7 +174,7 @@ def scores(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from invaders.retrain import alias_refused, beats_baseline, markdown_report
+    from invaders.ops.retrain import alias_refused, beats_baseline, markdown_report
 
     print(markdown_report(args.data))
     if args.gate and not beats_baseline(args.data):
@@ -183,7 +186,7 @@ def report(args: argparse.Namespace) -> None:
 
 
 def users(args: argparse.Namespace) -> None:
-    from invaders.users import add_user, read_password
+    from invaders.ops.users import add_user, read_password
 
     params = _params(args.params)
     print(add_user(args.name, args.role, read_password(args.name), params.mlflow.experiment,
@@ -191,7 +194,7 @@ def users(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> None:
-    from invaders.sweep import run
+    from invaders.sweep.driver import run
 
     run(args.file, address=args.address, resume=args.resume, write_best=args.write_best)
 
@@ -201,7 +204,7 @@ def ui(args: argparse.Namespace) -> None:
     and only its link is printed (reading, so a team server's reader may ask too)."""
     import os
 
-    from invaders.tracking import connect, experiment_link, tracking_uri, ui_link
+    from invaders.tracking.store import connect, experiment_link, tracking_uri, ui_link
 
     experiment = _params(args.params).mlflow.experiment
     uri = tracking_uri()

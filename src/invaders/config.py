@@ -22,11 +22,13 @@ class ParamsError(UserError):
     """A params file that cannot be used; the message is one line for the user."""
 
 
-class _Section(BaseModel):
+class Strict(BaseModel):
+    """The base of every file schema (params, sweep files): unknown keys are errors, values frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EnvConfig(_Section):
+class EnvConfig(Strict):
     id: str = "ALE/SpaceInvaders-v5"
     frame_skip: int = Field(4, ge=1, le=16, description="emulator frames per agent step")
     sticky_action_prob: float = Field(0.25, ge=0.0, le=1.0, description="ALE repeat_action_probability")
@@ -41,30 +43,30 @@ class EnvConfig(_Section):
     )
 
 
-class BaselineConfig(_Section):
+class BaselineConfig(Strict):
     episodes: int = Field(30, ge=1, le=10_000)
 
 
-class ModelConfig(_Section):
+class ModelConfig(Strict):
     architecture: Literal["nature", "seed"] = "nature"
     dueling: Literal["avg", "max", "none"] = "avg"
 
 
-class EpsilonConfig(_Section):
+class EpsilonConfig(Strict):
     start: float = Field(1.0, ge=0.0, le=1.0)
     end: float = Field(0.01, ge=0.0, le=1.0)
     anneal_steps: int = Field(30_000, ge=1, description="steps over which epsilon falls linearly from start to end")
     test: float = Field(0.01, ge=0.0, le=1.0, description="epsilon of keras-rl2's test policy")
 
 
-class PrioritizedConfig(_Section):
+class PrioritizedConfig(Strict):
     enabled: bool = Field(True, description="prioritized experience replay (proportional); off: uniform sampling")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="priority = (|TD error| + epsilon) ** alpha")
     beta_start: float = Field(0.4, gt=0.0, le=1.0, description="importance-sampling exponent, annealed to 1 over training")
     epsilon: float = Field(1e-6, gt=0.0, le=1.0, description="added to |TD error|, so every transition keeps a chance to be drawn")
 
 
-class AgentConfig(_Section):
+class AgentConfig(Strict):
     window_length: int = Field(4, ge=1, le=64, description="frames stacked into one state")
     memory_limit: int = Field(100_000, ge=1, description="replay memory capacity in transitions")
     gamma: float = Field(0.99, gt=0.0, le=1.0)
@@ -103,7 +105,7 @@ class AgentConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Strict):
     steps: int = Field(300_000, ge=1, description="agent steps of training")
     log_every: int = Field(1_000, ge=1, description="steps between MLflow step-level metrics (loss, mean Q)")
     checkpoint_every: int = Field(10_000, ge=1, description="steps between checkpoints of the whole training state")
@@ -122,17 +124,17 @@ class TrainConfig(_Section):
         return self
 
 
-class EvaluateConfig(_Section):
+class EvaluateConfig(Strict):
     episodes: int = Field(30, ge=1, le=10_000)
     epsilon: float = Field(0.01, ge=0.0, le=1.0)
     video: bool = Field(True, description="record the first evaluation episode as MP4")
 
 
-class MlflowConfig(_Section):
+class MlflowConfig(Strict):
     experiment: str = Field("invaders", min_length=1)
 
 
-class PromoteConfig(_Section):
+class PromoteConfig(Strict):
     model_name: str = Field("invaders-dqn", description="MLflow registered model name")
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="significance level of the one-sided Welch t-tests")
     min_episodes: int = Field(
@@ -147,7 +149,7 @@ class PromoteConfig(_Section):
         return value
 
 
-class ReproducibilityConfig(_Section):
+class ReproducibilityConfig(Strict):
     mode: Literal["portable", "native"] = Field(
         "portable",
         description="portable: the same outputs on any x86-64 CPU with AVX2 and any core count (oneDNN and XLA"
@@ -158,7 +160,7 @@ class ReproducibilityConfig(_Section):
                          " (playing uses one); native ignores it")
 
 
-class Params(_Section):
+class Params(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     env: EnvConfig = EnvConfig()
     baseline: BaselineConfig = BaselineConfig()
@@ -209,7 +211,8 @@ class Params(_Section):
         return out
 
 
-def _describe(error: dict) -> str:
+def describe(error: dict) -> str:
+    """One pydantic error as one line naming the key: what is wrong and, for a choice, what is allowed."""
     key = ".".join(str(p) for p in error["loc"]) or "params"
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
@@ -233,7 +236,7 @@ def parse_params(raw: object, source: str = "params") -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(f"{source}: {_describe(exc.errors()[0])}") from None
+        raise ParamsError(f"{source}: {describe(exc.errors()[0])}") from None
     _check_env_id(params.env.id, source)
     return params
 
@@ -251,10 +254,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw, str(path))
 
 
-def _check_env_id(env_id: str, source: str) -> None:
-    from invaders.envs import known_env_ids
+# The games ale-py 0.12 registers, as `ALE/<game>-v5`: a table, so validating params needs neither
+# gymnasium nor the emulator (tests/test_config.py checks it against ale-py's registry).
+ALE_GAMES = frozenset("""
+Adventure AirRaid Alien Amidar Assault Asterix Asteroids Atlantis Atlantis2 Backgammon BankHeist BasicMath
+BattleZone BeamRider Berzerk Blackjack Bowling Boxing Breakout Carnival Casino Centipede ChopperCommand
+CrazyClimber Crossbow Darkchambers Defender DemonAttack DonkeyKong DoubleDunk Earthworld ElevatorAction Enduro
+Entombed Et FishingDerby FlagCapture Freeway Frogger Frostbite Galaxian Gopher Gravitar Hangman HauntedHouse
+Hero HumanCannonball IceHockey Jamesbond JourneyEscape Kaboom Kangaroo KeystoneKapers KingKong Klax Koolaid
+Krull KungFuMaster LaserGates LostLuggage MarioBros MiniatureGolf MontezumaRevenge MrDo MsPacman NameThisGame
+Othello Pacman Phoenix Pitfall Pitfall2 Pong Pooyan PrivateEye Qbert Riverraid RoadRunner Robotank Seaquest
+SirLancelot Skiing Solaris SpaceInvaders SpaceWar StarGunner Superman Surround Tennis Tetris TicTacToe3D
+TimePilot Trondead Turmoil Tutankham UpNDown Venture VideoCheckers VideoChess VideoCube VideoPinball
+WizardOfWor WordZapper YarsRevenge Zaxxon
+""".split())
+ALE_ENV_IDS = frozenset(f"ALE/{game}-v5" for game in ALE_GAMES)
 
-    known = known_env_ids()
+
+def _check_env_id(env_id: str, source: str) -> None:
+    known = ALE_ENV_IDS
     if env_id not in known:
         close = sorted(i for i in known if i.split("/")[-1].split("-")[0].lower() in env_id.lower())
         hint = f" (did you mean {close[0]}?)" if close else " (an ALE id such as ALE/SpaceInvaders-v5)"

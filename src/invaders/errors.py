@@ -19,9 +19,21 @@ class UserError(Exception):
     exit_code = 2
 
 
+class ModelFileError(UserError):
+    """A model file (or registry URI) that cannot be used; the message is one line for the user."""
+
+
+def first_line(what: BaseException | str, limit: int | None = 200) -> str:
+    """The first line of an error's message (or of a text), cut at `limit` characters: what a one-line
+    report quotes. An exception whose message is empty gives its class name."""
+    text = str(what).strip()
+    line = text.splitlines()[0] if text else type(what).__name__ if isinstance(what, BaseException) else ""
+    return line[:limit]
+
+
 def unexpected(exc: BaseException) -> str:
     """One line for an error nobody foresaw: what it is and where it came from, not what it might mean."""
-    message = (str(exc).strip().splitlines() or [""])[0][:300]
+    message = first_line(str(exc), 300)
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {_short_path(frame.filename)}:{frame.lineno})" if frame else ""
     kind = type(exc).__qualname__ if type(exc).__module__ == "builtins" else \

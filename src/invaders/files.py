@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from invaders.errors import UserError
+from invaders.errors import UserError, first_line
 
 
 class OutputError(UserError):
@@ -37,7 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # Python ignores SIGXFSZ, so a size limit arrives here as EFBIG
-        reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = exc.strerror or first_line(exc, None)
         raise OutputError(f"{path}: could not be written ({reason}); its previous version is unchanged") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -82,6 +82,8 @@ def apply(params, playing: bool = False, without_tensorflow: bool = False) -> di
     wanted = _wanted(params, playing)
     portable, threads = wanted["mode"] == "portable", wanted["threads"]
     if _applied is not None:
+        if without_tensorflow:  # runs no TensorFlow (a sweep trial's baseline): only records what was applied
+            return settings()
         if _applied != wanted:
             raise RuntimeError(f"reproducibility.apply: already applied {_applied} in this process, now asked for"
                                f" {wanted}")

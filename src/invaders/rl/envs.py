@@ -13,6 +13,7 @@ from invaders.config import EnvConfig
 
 @cache
 def known_env_ids() -> frozenset[str]:
+    """The ALE ids gymnasium knows, once ale-py has registered them."""
     import ale_py
 
     gym.register_envs(ale_py)

@@ -20,6 +20,7 @@ from pathlib import Path
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from invaders import files
+from invaders.errors import first_line
 
 # MLflow's log_batch limits: 1000 metrics, 100 params, 100 tags per request.
 LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
@@ -150,7 +151,7 @@ class Outbox:
             except Exception as exc:  # noqa: BLE001 - whatever the client raises, the records wait
                 if self._down_since is None:
                     self._down_since = time.monotonic()
-                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                    reason = first_line(exc, 160)
                     self.echo(f"tracking: the server does not answer ({reason}); keeping records, training goes on")
                 self._stop.wait(PAUSES[min(tries, len(PAUSES) - 1)])
                 tries += 1

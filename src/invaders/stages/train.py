@@ -1,15 +1,11 @@
-"""A tracked training run and its evaluation: what the train and evaluate stages do, and what every
-sweep trial does, in an output directory of the caller's choice.
+"""Stage `train`: keras-rl2 DQN on the built network; one MLflow run with everything.
 
-Training: one MLflow run with everything (params, per-episode and step metrics, system metrics,
-the model and artifacts). A run that is killed continues from its last good checkpoint when it is
-started again, in the same MLflow run, and ends with the same outputs as an uninterrupted one.
-
-Tracking goes through an outbox (invaders.outbox), so training goes on while the server is away.
-If it is still away when training ends, the outputs are written anyway, the unsent records are
-kept in `<out>/unsent-tracking.jsonl` and TrackingPending (exit code 3) is raised; started again
-when the server is back, the run sends them without training again.
-"""
+A run that is killed continues from its last good checkpoint when the stage runs again, in the same
+MLflow run, and ends with the same outputs as an uninterrupted one. Tracking goes through an outbox
+(invaders.tracking.outbox), so training goes on while the server is away. If it is still away when
+training ends, the outputs are written anyway, the unsent records are kept in `<out>/unsent-tracking.jsonl`
+and TrackingPending (exit code 3) is raised; run again when the server is back, the stage sends them
+without training again."""
 
 from __future__ import annotations
 
@@ -18,9 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from invaders import files, reproducibility, runnote
+from invaders import files, reproducibility, sources
 from invaders.config import Params
-from invaders.tracking import TrackingPending, end_run, log_output_hashes, metrics_sink, run_exists, start_run
+from invaders.stages import Echo
+from invaders.tracking import runnote
+from invaders.tracking.store import TrackingPending, connect, end_run, log_output_hashes, metrics_sink, run_exists, start_run
+
 
 TRAIN_OUTPUTS = ("model.keras", "last.keras", "history.csv", "validation.csv", "metrics.json")
 # Seconds to wait at the end for a tracking server that is away (a restart takes tens of seconds).
@@ -40,7 +39,7 @@ def _finish_run(run_id: str, model_path: Path, out: Path) -> None:
     import mlflow
     import numpy as np
 
-    from invaders.model import load_network
+    from invaders.rl.model import load_network
 
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(out / "history.csv"))
@@ -57,7 +56,7 @@ def _deliver(outbox, fingerprint: str, model_path: Path, out: Path) -> None:
     """Send what the outbox holds and finish the run; if the server is away, keep it all for the next run."""
     from mlflow.exceptions import MlflowException
 
-    from invaders.outbox import save_unsent
+    from invaders.tracking.outbox import save_unsent
 
     unsent_file = out / "unsent-tracking.jsonl"
     unsent = outbox.close(FLUSH_WAIT)
@@ -74,7 +73,7 @@ def _deliver(outbox, fingerprint: str, model_path: Path, out: Path) -> None:
                           " (nothing is trained again)")
 
 
-def train_run(params: Params, model_path: Path, out: Path, experiment_id: str, tags: dict[str, str] | None = None,
+def _train_run(params: Params, model_path: Path, out: Path, experiment_id: str, tags: dict[str, str] | None = None,
               on_checkpoint: Callable[[Path, dict], None] | None = None, echo: Callable[[str], None] = print) -> str:
     """Train the network at `model_path` into `out` (model.keras, last.keras, history.csv, validation.csv,
     metrics.json, mlflow_run.json), tracked in one MLflow run with `tags` (a sweep trial's parent link);
@@ -82,12 +81,13 @@ def train_run(params: Params, model_path: Path, out: Path, experiment_id: str, t
     each, with the latest validation score (a sweep reports them to Ray). Resumes from the newest good one."""
     from tqdm import tqdm
 
-    from invaders import checkpoint
-    from invaders.outbox import Outbox, SystemMetrics, read_unsent
-    from invaders.training import HISTORY_FIELDS, VALIDATION_FIELDS, save_networks, train, train_summary
+    from invaders.rl import checkpoint
+    from invaders.tracking.outbox import Outbox, SystemMetrics, read_unsent
+    from invaders.rl.loop import HISTORY_FIELDS, VALIDATION_FIELDS, save_networks, train, train_summary
 
     checkpoints, unsent_file = out / "checkpoints", out / "unsent-tracking.jsonl"
-    fingerprint = checkpoint.fingerprint(params, model_path)
+    # Only code training runs decides whether a checkpoint is still good: an edit elsewhere keeps it.
+    fingerprint = checkpoint.fingerprint(params, model_path, sources.digest(sources.closure(Path(__file__))))
     if (kept := read_unsent(unsent_file)) is not None:  # an earlier run ended while the server was away
         header, records = kept
         outbox = Outbox(header["run_id"], out / ".outbox-spill.jsonl")
@@ -156,37 +156,12 @@ def train_run(params: Params, model_path: Path, out: Path, experiment_id: str, t
     return run_id
 
 
-def evaluate_run(params: Params, model_path: Path, train_run_id: str, out: Path, baseline_mean: float,
-                 baseline_run_id: str | None = None) -> dict:
-    """The trained agent plays `evaluate.episodes` seeded episodes: `out/episodes.csv`, `out/metrics.json`
-    (and the video), recorded in the training run. Needs `reproducibility.apply` before TensorFlow's first op."""
-    import mlflow
-
-    from invaders.agent import load_agent
-    from invaders.evaluation import EPISODE_FIELDS, episode_rows, improvement, play_agent, score_summary
-
-    cfg = params.evaluate
-    agent = load_agent(model_path, params, training=False, test_epsilon=cfg.epsilon)
-    video = out / "video" / "episode.mp4" if cfg.video else None
-    (out / "video").mkdir(parents=True, exist_ok=True)
-    episodes = play_agent(agent, params.env, cfg.episodes, params.stream_seed("evaluate"), video=video)
-    metrics = score_summary(episodes)
-    metrics.update(baseline_mean_reward=baseline_mean, improvement=improvement(metrics["mean_reward"], baseline_mean))
-
-    files.write_csv(out / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)
-    files.write_json(out / "metrics.json", metrics)
-    if video is None:
-        (out / "video" / "episode.mp4").unlink(missing_ok=True)
-    # Params are immutable in MLflow, so an evaluation is recorded as metrics (a re-run adds a
-    # point to each metric's history), tags (its settings) and artifacts (replaced). The metrics
-    # keep metrics.json's names, the baseline run's: one column and one chart compare them.
-    with mlflow.start_run(run_id=train_run_id):
-        evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
-        mlflow.set_tags({"baseline_run_id": baseline_run_id or "none", "eval.count": evals,
-                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video}
-                       | {f"eval.{k}": v for k, v in reproducibility.tags().items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=evals)
-        mlflow.log_artifacts(str(out), artifact_path="evaluation")
-        log_output_hashes(out / "episodes.csv", out / "metrics.json", *([video] if video else []))
-    runnote.write(train_run_id)
-    return metrics
+def train(params: Params, model: Path = Path("data/model/model.keras"), out: Path = Path("data/train"),
+          tags: dict[str, str] | None = None, on_checkpoint: Callable[[Path, dict], None] | None = None,
+          echo: Echo = print) -> str:
+    """keras-rl2 DQN on the built network, one MLflow run with everything (see the module's text);
+    returns the run's id. `tags` and `on_checkpoint` are a sweep trial's (its parent run, Ray)."""
+    files.require(model)
+    reproducibility.apply(params)  # before TensorFlow's first op
+    experiment_id = connect(params.mlflow.experiment)
+    return _train_run(params, model, out, experiment_id, tags=tags, on_checkpoint=on_checkpoint, echo=echo)

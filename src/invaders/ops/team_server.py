@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from invaders.errors import first_line
+
 PROTECTED_ALIAS = "champion"  # registry.CHAMPION; not imported, the server need not load TensorFlow
 ALIAS_PATH = "/mlflow/registered-models/alias"
 
@@ -74,12 +76,12 @@ def prepare(backend_uri: str) -> None:
         get_flask_server_secret_key()
         bootstrap_admin_user()
     except MlflowException as exc:
-        sys.exit(f"mlflow-server: {exc.message.splitlines()[0]}")
+        sys.exit(f"mlflow-server: {first_line(exc.message, None)}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] != "prepare":
-        sys.exit("usage: python -m invaders.team_server prepare  (the backend store URI in MLFLOW_BACKEND_STORE_URI)")
+        sys.exit("usage: python -m invaders.ops.team_server prepare  (the backend store URI in MLFLOW_BACKEND_STORE_URI)")
     import os
 
     prepare(os.environ["MLFLOW_BACKEND_STORE_URI"])

@@ -1,12 +1,10 @@
-"""Playing episodes: the random baseline, a trained agent, scores and gameplay video."""
+"""A trained agent plays episodes (keras-rl2's test loop), with gameplay video."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import re
 import subprocess
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,66 +12,9 @@ import numpy as np
 from tqdm import tqdm
 
 from invaders.config import EnvConfig
-from invaders.envs import RLEnv, make_env
-from invaders.errors import UserError
-from invaders.files import atomic_path, require
-
-EPISODE_FIELDS = ["episode", "reward", "length"]
-
-
-@dataclass(frozen=True)
-class Episode:
-    episode: int
-    reward: float  # the raw game score, never clipped
-    length: int  # agent steps
-
-
-def score_summary(episodes: list[Episode]) -> dict[str, float | int]:
-    rewards = np.array([e.reward for e in episodes], dtype=np.float64)
-    return {
-        "mean_reward": float(rewards.mean()),
-        "std_reward": float(rewards.std()),
-        "min_reward": float(rewards.min()),
-        "max_reward": float(rewards.max()),
-        "episodes": len(episodes),
-    }
-
-
-def episode_rows(episodes: list[Episode]) -> list[dict]:
-    return [asdict(e) for e in episodes]
-
-
-def read_rewards(path: str | Path) -> list[float]:
-    """The `reward` column of an episodes CSV (as `episode_rows` writes it), in episode order."""
-    with open(require(path), newline="") as f:
-        rows = list(csv.DictReader(f))
-    try:
-        rewards = [float(row["reward"]) for row in rows]
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{path}: not an episodes CSV (columns {', '.join(EPISODE_FIELDS)})") from None
-    if not rewards:
-        raise UserError(f"{path}: no episodes")
-    return rewards
-
-
-def play_random(cfg: EnvConfig, episodes: int, seed: int) -> list[Episode]:
-    """A uniformly random policy; actions drawn from a generator seeded with `seed`."""
-    env = RLEnv(make_env(cfg), seed)
-    rng = np.random.default_rng(seed)
-    n = env.action_space.n
-    played = []
-    try:
-        for i in tqdm(range(episodes), desc="baseline", unit="episode"):
-            env.reset()
-            done, score, length = False, 0.0, 0
-            while not done:
-                _, _, done, info = env.step(int(rng.integers(n)))
-                score += info["raw_reward"]
-                length += 1
-            played.append(Episode(i + 1, score, length))
-    finally:
-        env.close()
-    return played
+from invaders.files import atomic_path
+from invaders.rl.envs import RLEnv, make_env
+from invaders.rl.episodes import Episode
 
 
 def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | None = None,
@@ -84,8 +25,8 @@ def play_agent(agent, cfg: EnvConfig, episodes: int, seed: int, video: Path | No
     """
     import tensorflow as tf
 
-    from invaders.agent import seeded_global_rngs
-    from invaders.compat import load_rl
+    from invaders.seeding import seeded_global_rngs
+    from invaders.compat.keras_rl2 import load_rl
 
     rl = load_rl()
     tf.config.experimental.enable_op_determinism()
@@ -153,8 +94,3 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> None:
         if ffmpeg.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines() or [f"ffmpeg exited with {ffmpeg.returncode}"]
             raise OSError(errno.EIO, re.sub(r"^\[[^]]*\] ", "", lines[-1]))
-
-
-def improvement(mean: float, baseline_mean: float) -> float | None:
-    """Ratio of the agent's mean score to the random baseline's (None if that is not positive)."""
-    return mean / baseline_mean if baseline_mean > 0 else None

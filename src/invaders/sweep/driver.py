@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -25,18 +26,19 @@ import socket
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ray import tune
 
 from invaders import files, reproducibility
-from invaders.config import Params, ParamsError, _describe, load_params, parse_params
+from invaders.config import Params, ParamsError, Strict, describe, load_params, parse_params
 from invaders.errors import UserError
-from invaders.sweep_summary import BASE  # the setting with no overrides: the base params file as it is
+from invaders.sweep.summary import BASE  # the setting with no overrides: the base params file as it is
 
 SWEEPS = Path("data/sweeps")
 
@@ -51,11 +53,7 @@ class SweepInterrupted(UserError):
     exit_code = 130
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Distribution(_Strict):
+class Distribution(Strict):
     """One random dimension: exactly one of these."""
 
     uniform: tuple[float, float] | None = None
@@ -86,23 +84,23 @@ class Distribution(_Strict):
         return self.choice[int(rng.integers(len(self.choice)))]
 
 
-class RandomSearch(_Strict):
+class RandomSearch(Strict):
     samples: int = Field(ge=1, le=1000, description="random settings drawn (each crossed with the grid)")
     seed: int = Field(0, ge=0, description="seed of the draws: the same file draws the same settings")
     space: dict[str, Distribution] = Field(min_length=1)
 
 
-class Resources(_Strict):
+class Resources(Strict):
     cpus: int = Field(1, ge=1, le=256, description="CPUs per trial (TensorFlow's threads in native mode)")
     memory_gb: float | None = Field(None, gt=0, description="memory per trial that Ray reserves (GB)")
 
 
-class Asha(_Strict):
+class Asha(Strict):
     grace_steps: int = Field(ge=1, description="training steps before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, le=16)
 
 
-class Sweep(_Strict):
+class Sweep(Strict):
     name: str = Field(description="data/sweeps/<name>/ holds its trials and summary")
     params: Path = Field(Path("params.yaml"), description="the base params file")
     seeds: list[int] = Field(min_length=1, description="every setting runs with every seed")
@@ -142,7 +140,7 @@ def _sweep_error(path: Path, exc: ValidationError) -> str:
     error = exc.errors()[0]
     if error["type"] == "missing":
         return f"{path}: {'.'.join(map(str, error['loc']))}: missing (a sweep needs name and seeds)"
-    return f"{path}: {_describe(error)}"
+    return f"{path}: {describe(error)}"
 
 
 def _set(raw: dict, dotted: str, value) -> None:
@@ -250,7 +248,7 @@ def _is_local_store(uri: str) -> bool:
 
 def check_cluster(address: str | None, uri: str) -> None:
     """An existing cluster must answer at `address`, and its nodes must reach the tracking store."""
-    from invaders.tracking import redact
+    from invaders.tracking.store import redact
 
     if address is None:
         return
@@ -288,27 +286,22 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
         tf.config.threading.set_intra_op_parallelism_threads(config["cpus"])
         tf.config.threading.set_inter_op_parallelism_threads(config["cpus"])
 
-    from invaders import checkpoint
-    from invaders.agent import seed_everything
-    from invaders.envs import action_count, observation_shape
-    from invaders.evaluation import EPISODE_FIELDS, episode_rows, play_random, score_summary
-    from invaders.model import build_q_network, save_network
-    from invaders.runs import evaluate_run, train_run
-    from invaders.tracking import connect
+    from invaders.rl import checkpoint
+    from invaders.stages.baseline import baseline
+    from invaders.stages.build import build
+    from invaders.stages.evaluate import evaluate
+    from invaders.stages.train import train
 
-    experiment_id = connect(params.mlflow.experiment)
     node = config.get("node", "local")
     attempts = out / "attempts.jsonl"  # where each attempt ran: a restarted trial has several lines
     out.mkdir(parents=True, exist_ok=True)
     with open(attempts, "a") as f:
         f.write(json.dumps({"node": node, "pid": os.getpid(), "restored": restored is not None}) + "\n")
 
-    baseline = play_random(params.env, params.baseline.episodes, params.stream_seed("baseline"))
-    files.write_csv(out / "baseline" / "episodes.csv", episode_rows(baseline), EPISODE_FIELDS)
-    seed_everything(params.seed)  # the start network's weights, as the build stage makes them
-    model = out / "model" / "model.keras"
-    save_network(build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
-                                 action_count(params.env)), model)
+    tags = {"mlflow.parentRunId": config["parent_run_id"], "sweep": config["sweep"], "sweep.trial": trial.id,
+            "sweep.setting": trial.setting, "sweep.overrides": trial.label}
+    baseline(params, out / "baseline", tags=tags, echo=_to_stderr)
+    build(params, out / "model", echo=_to_stderr)
 
     checkpoints = out / "train" / "checkpoints"
     if checkpoints.exists():  # an earlier attempt's: Ray's checkpoint is the one to resume from
@@ -322,12 +315,14 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
         if report:
             report({**metrics, "node": node}, path)
 
-    tags = {"mlflow.parentRunId": config["parent_run_id"], "sweep": config["sweep"], "sweep.trial": trial.id,
-            "sweep.setting": trial.setting, "sweep.overrides": trial.label}
-    run_id = train_run(params, model, out / "train", experiment_id, tags=tags, on_checkpoint=saved,
-                       echo=lambda line: print(line, file=sys.stderr))
-    evaluation = evaluate_run(params, out / "train" / "model.keras", run_id, out / "eval",
-                              score_summary(baseline)["mean_reward"])
+    run_id = train(params, out / "model" / "model.keras", out / "train", tags=tags, on_checkpoint=saved,
+                          echo=_to_stderr)
+    # The evaluate stage plays on one thread, which TensorFlow fixes at its first op: this process has
+    # trained, so the evaluation runs in a fresh one, and scores what the stage would.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        evaluation = fresh.submit(evaluate, params, out / "train" / "model.keras", out / "train" / "mlflow_run.json",
+                                  out / "baseline" / "metrics.json", out / "baseline" / "mlflow_run.json",
+                                  out / "eval", echo=_to_stderr).result()
     trained = files.read_json(out / "train" / "metrics.json")
     validation = [float(v) for v in _column(out / "train" / "validation.csv", "mean_reward")]
     return {"step": params.train.steps, "val_mean_reward": validation[-1] if validation else math.nan,
@@ -335,6 +330,10 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
             "val_best_mean_reward": max(validation) if validation else math.nan,
             "rewards": [float(r) for r in _column(out / "eval" / "episodes.csv", "reward")],
             "selected_step": trained["selected_step"], "run_id": run_id, "node": node, "done": True}
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)  # Ray keeps a trial's stdout for itself
 
 
 def _column(path: Path, name: str) -> list[str]:
@@ -417,7 +416,7 @@ class ProgressTable(tune.Callback):
 
 def run(path: Path, address: str | None = None, resume: bool = False, write_best: Path | None = None) -> dict:
     """`invaders sweep`: validate, run every trial on the cluster, summarize; returns the summary."""
-    from invaders.tracking import connect, start_run, tracking_uri
+    from invaders.tracking.store import connect, start_run, tracking_uri
 
     sweep, trials = load(path)
     base = Params.model_validate(trials[0].params)
@@ -451,7 +450,7 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
 
     results = _tune(sweep, trials, out, storage, address, uri, parent, resume)
 
-    from invaders.sweep_summary import summarize, write
+    from invaders.sweep.summary import summarize, write
 
     summary = summarize(sweep, trials, results, alpha=base.promote.alpha)
     write(summary, out)

@@ -15,7 +15,7 @@ import tf_keras
 from tf_keras import layers
 
 from invaders.config import ModelConfig
-from invaders.errors import UserError
+from invaders.errors import ModelFileError, first_line
 from invaders.files import atomic_path
 
 
@@ -112,10 +112,6 @@ def _strip_save_time(path: Path) -> None:
             dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
 
 
-class ModelFileError(UserError):
-    """A model file that cannot be used; the message is one line for the user."""
-
-
 def load_network(path: str | Path) -> tf_keras.Model:
     """Load a saved Q-network in safe mode: no code from the file is ever run."""
     path = Path(path)
@@ -126,8 +122,7 @@ def load_network(path: str | Path) -> tf_keras.Model:
     # What Keras raises for a file that is not a model it can load: not HDF5 or a zip (OSError), no
     # config (KeyError), bad JSON or a refused layer (ValueError), an unknown class (TypeError).
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
+        raise ModelFileError(f"{path}: not a loadable Keras model ({first_line(exc)})") from None
 
 
 def check_fits(model: tf_keras.Model, source: str | Path, frame_shape: tuple[int, ...], window: int,

@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from invaders import checkpoint
-from invaders.agent import build_agent, load_agent, seed_everything, seeded_global_rngs
-from invaders.compat import load_rl
+from invaders.rl import checkpoint
+from invaders.rl.agent import build_agent, load_agent
+from invaders.seeding import seed_everything, seeded_global_rngs
+from invaders.compat.keras_rl2 import load_rl
 from invaders.config import Params
-from invaders.envs import RLEnv, make_env
-from invaders.evaluation import play_agent, score_summary
-from invaders.model import save_network
+from invaders.rl.envs import RLEnv, make_env
+from invaders.rl.play import play_agent
+from invaders.rl.episodes import score_summary
+from invaders.rl.model import save_network
 
 HISTORY_FIELDS = ["episode", "step", "reward", "length", "epsilon", "loss", "mean_q", "wall_time_seconds"]
 VALIDATION_FIELDS = ["step", "mean_reward", "std_reward", "best"]

@@ -8,7 +8,7 @@ and time, the commit and params, and where the video and output hashes are.
 from __future__ import annotations
 
 from invaders.config import Params
-from invaders.tracking import HASHES
+from invaders.tracking.store import HASHES
 
 NOTE = "mlflow.note.content"  # what the UI shows as the run's description
 COMMIT = "mlflow.source.git.commit"  # set by MLflow when the stage runs in a git checkout

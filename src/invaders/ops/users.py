@@ -16,8 +16,8 @@ import getpass
 import os
 import sys
 
-from invaders.errors import UserError
-from invaders.tracking import redact, tracking_uri
+from invaders.errors import UserError, first_line
+from invaders.tracking.store import redact, tracking_uri
 
 ROLES = ("reader", "writer", "admin")
 
@@ -43,8 +43,7 @@ def _reason(exc: Exception) -> str:
                 "unauthenticated: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an admin's login")
     if code == "PERMISSION_DENIED":
         return f"forbidden: user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r} is not an admin"
-    message = getattr(exc, "message", None) or str(exc)
-    return (message.strip().splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(getattr(exc, "message", None) or exc)
 
 
 def add_user(name: str, role: str, password: str, experiment: str, model_name: str) -> str:

@@ -39,8 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from invaders.compat import load_rl
-from invaders.sumtree import SumTree
+from invaders.compat.keras_rl2 import load_rl
+from invaders.rl.sumtree import SumTree
 
 rl = load_rl()
 

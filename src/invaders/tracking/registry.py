@@ -1,4 +1,4 @@
-"""The MLflow Model Registry: register trained agents, move the `champion` alias, load by URI.
+"""The MLflow Model Registry: register trained agents, move the `champion` alias, fetch models by URI.
 
 Each registered version records the evaluation it was judged on: the per-episode scores as
 an artifact of its training run (`registry/<name>/v<version>/episodes.csv`, path in the
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from invaders.config import PromoteConfig
-from invaders.evaluation import read_rewards
-from invaders.model import ModelFileError, load_network
-from invaders.promotion import decide
-from invaders.tracking import TrackingError, download, redact, store_lock, tracking_uri
+from invaders.errors import ModelFileError
+from invaders.rl.episodes import read_rewards
+from invaders.tracking.promotion import decide
+from invaders.tracking.store import TrackingError, download, redact, store_lock, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -48,16 +50,19 @@ def _failure(exc: Exception) -> str:
     return f"cannot be read from {where} ({_reason(exc)})"
 
 
-def load_model(spec: str | Path):
-    """A Q-network from a `.keras` file or an MLflow URI (`models:/<name>@<alias>`, `models:/<name>/<version>`,
-    `runs:/<run id>/model`), always loaded in Keras safe mode.
+@contextmanager
+def model_file(spec: str | Path) -> Iterator[Path]:
+    """The `.keras` file of a model given as a path or an MLflow URI (`models:/<name>@<alias>`,
+    `models:/<name>/<version>`, `runs:/<run id>/model`), for `rl.model.load_network` (safe mode).
 
-    For a URI the logged model's `data/model.keras` is downloaded and loaded like a local file;
-    MLflow's own loader is not used, as it would unpickle the custom objects stored with the model.
+    For a URI the logged model's `data/model.keras` is downloaded into a temporary directory, removed
+    after the block; MLflow's own loader is not used, as it would unpickle the custom objects stored
+    with the model. Downloading needs no TensorFlow.
     """
     spec = str(spec)
     if not spec.startswith(URI_SCHEMES):
-        return load_network(spec)
+        yield Path(spec)
+        return
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -70,7 +75,7 @@ def load_model(spec: str | Path):
         path = local / "data" / "model.keras"
         if not path.is_file():
             raise ModelFileError(f"{spec}: not a Keras model logged by this pipeline (no data/model.keras)")
-        return load_network(path)  # fully in memory: the download can go
+        yield path
 
 
 def version_by_alias(name: str, alias: str):

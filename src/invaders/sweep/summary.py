@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from invaders import files
-from invaders.promotion import compare
+from invaders.tracking.promotion import compare
 
 BASE = "base"  # the setting with no overrides (invaders.sweep)
 LEVEL = 0.95

@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
 
-from invaders import checkpoint
-from invaders.compat import adam, load_rl
+from invaders.rl import checkpoint
+from invaders.compat.keras_rl2 import adam, load_rl
 from invaders.config import AgentConfig, Params
-from invaders.model import check_fits, load_network, uses_bfloat16, with_precision
-from invaders.replay import PrioritizedReplayMemory, ReplayMemory
+from invaders.rl.model import check_fits, load_network, uses_bfloat16, with_precision
+from invaders.rl.replay import PrioritizedReplayMemory, ReplayMemory
 
 rl = load_rl()
-
-
-def seed_everything(seed: int) -> None:
-    """Python, NumPy's global RNG (keras-rl2's policies use it) and TensorFlow, with op determinism."""
-    random.seed(seed)
-    np.random.seed(seed)
-    tf.random.set_seed(seed)
-    # Same inputs, same outputs: TF picks deterministic kernels (reductions, scatter) on CPU too.
-    tf.config.experimental.enable_op_determinism()
-
-
-@contextmanager
-def seeded_global_rngs(seed: int) -> Iterator[None]:
-    """Python's and NumPy's global RNGs seeded with `seed` inside the block, restored after it.
-
-    keras-rl2's ε-greedy policies draw from NumPy's global RNG: playing seeded episodes in the
-    middle of training (validation) must not move the stream the training draws from.
-    """
-    saved = random.getstate(), np.random.get_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
 
 
 class AtariProcessor(rl.Processor):
@@ -186,7 +157,7 @@ class FastDQNAgent(rl.DQNAgent):
 
 def load_agent(model_path, params: Params, training: bool = True, test_epsilon: float | None = None):
     """A compiled agent around the saved network at `model_path`."""
-    from invaders.envs import action_count, observation_shape
+    from invaders.rl.envs import action_count, observation_shape
 
     model = load_network(model_path)
     check_fits(model, model_path, observation_shape(params.env), params.agent.window_length, action_count(params.env))

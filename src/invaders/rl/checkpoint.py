@@ -37,15 +37,15 @@ class CorruptCheckpoint(Exception):
     pass
 
 
-def fingerprint(params: Params, model_path: Path) -> str:
-    """What a checkpoint may only be resumed with: the training params, start network and code."""
+def fingerprint(params: Params, model_path: Path, code: str) -> str:
+    """What a checkpoint may only be resumed with: the training params, start network and `code` (the
+    digest of the source files training runs: `sources.digest` of the train stage's import closure)."""
     digest = hashlib.sha256()
     trained = {k: v for k, v in params.flat().items() if k == "seed" or k.split(".")[0] in
                {"env", "model", "agent", "train"}}
     digest.update(json.dumps(trained, sort_keys=True, default=str).encode())
     digest.update(files.sha256(model_path).encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + source.read_bytes())
+    digest.update(code.encode())
     return digest.hexdigest()
 
 
