@@ -21,15 +21,17 @@ def _champion_needs_manage():
     from flask import jsonify, make_response, request
     from mlflow.server import auth
 
+    from invaders.compat.mlflow import can_manage_registered_model, request_param
+
     if not (request.path.endswith(ALIAS_PATH) and request.method in ("POST", "DELETE")):
         return None
-    if auth._get_request_param("alias") != PROTECTED_ALIAS:
+    if request_param("alias") != PROTECTED_ALIAS:
         return None
     username = auth.authenticate_request().username
     if auth.store.get_user(username).is_admin:
         return None
-    name = auth._get_request_param("name")
-    if auth._get_registered_model_permission(name).can_manage:
+    name = request_param("name")
+    if can_manage_registered_model(name):
         return None
     message = (f"moving the '{PROTECTED_ALIAS}' alias of registered model '{name}' needs MANAGE on it;"
                f" user '{username}' has less")
@@ -61,15 +63,15 @@ def prepare(backend_uri: str) -> None:
     from mlflow.server.auth import bootstrap_admin_user, get_flask_server_secret_key
     from mlflow.store.db import utils
 
+    from invaders.compat.mlflow import upgrade_schema
+
+    def say(current: str, head: str) -> None:
+        print(f"mlflow-server: the schema of {_redact(backend_uri)} is older than this MLflow's"
+              f" ({current} -> {head}): running `mlflow db upgrade` (take a backup first if it matters)", flush=True)
+
     engine = utils.create_sqlalchemy_engine(backend_uri)
     try:
-        if not utils._is_empty_database(engine):
-            current, head = utils._get_schema_version(engine), utils._get_latest_schema_revision()
-            if current != head:
-                print(f"mlflow-server: the schema of {_redact(backend_uri)} is older than this MLflow's"
-                      f" ({current} -> {head}): running `mlflow db upgrade` (take a backup first if it"
-                      " matters)", flush=True)
-                utils._upgrade_db(engine)
+        upgrade_schema(engine, say)
     finally:
         engine.dispose()
     try:

@@ -17,7 +17,7 @@ import os
 import sys
 
 from invaders.errors import UserError, first_line
-from invaders.tracking.store import redact, tracking_uri
+from invaders.tracking.store import redact, refusal, tracking_uri
 
 ROLES = ("reader", "writer", "admin")
 
@@ -36,12 +36,12 @@ def read_password(name: str) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    code = getattr(exc, "error_code", None)
-    if code == "UNAUTHENTICATED":
+    kind = refusal(exc)
+    if kind == "unauthenticated":
         return ("unauthenticated: give an admin's login in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
                 if os.environ.get("MLFLOW_TRACKING_USERNAME") else
                 "unauthenticated: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an admin's login")
-    if code == "PERMISSION_DENIED":
+    if kind == "forbidden":
         return f"forbidden: user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r} is not an admin"
     return first_line(getattr(exc, "message", None) or exc)
 

@@ -81,9 +81,10 @@ def _train_run(params: Params, model_path: Path, out: Path, experiment_id: str, 
     each, with the latest validation score (a sweep reports them to Ray). Resumes from the newest good one."""
     from tqdm import tqdm
 
+    from invaders.compat.mlflow import SystemMetrics
     from invaders.rl import checkpoint
-    from invaders.tracking.outbox import Outbox, SystemMetrics, read_unsent
     from invaders.rl.loop import HISTORY_FIELDS, VALIDATION_FIELDS, save_networks, train, train_summary
+    from invaders.tracking.outbox import Outbox, read_unsent
 
     checkpoints, unsent_file = out / "checkpoints", out / "unsent-tracking.jsonl"
     # Only code training runs decides whether a checkpoint is still good: an edit elsewhere keeps it.

@@ -17,8 +17,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
 from invaders import files
 from invaders.errors import first_line
 
@@ -179,25 +177,3 @@ def read_unsent(path: Path) -> tuple[dict, list[dict]] | None:
         return None
     header, *records = [json.loads(line) for line in path.read_text().splitlines()]
     return header, records
-
-
-class SystemMetrics(SystemMetricsMonitor):
-    """MLflow's system metrics (CPU, memory, disk, network) sent through the outbox. MLflow's own
-    loop asks the server for the run before every sample and stops for good when it does not answer."""
-
-    def __init__(self, outbox: Outbox, resume: bool):
-        super().__init__(outbox.run_id, resume_logging=resume)
-        self.outbox = outbox
-
-    def monitor(self) -> None:
-        while not self._shutdown_event.is_set():
-            self.collect_metrics()
-            if self._shutdown_event.wait(self.sampling_interval):
-                return
-            self.publish_metrics(self.aggregate_metrics())
-
-    def publish_metrics(self, metrics: dict) -> None:
-        self.outbox.log_metrics({f"{self._metrics_prefix}{k}": v for k, v in metrics.items()}, self._logging_step)
-        self._logging_step += 1
-        for monitor in self.monitors:
-            monitor.clear_metrics()

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from invaders.config import PromoteConfig
-from invaders.errors import ModelFileError
+from invaders.errors import ModelFileError, first_line
 from invaders.rl.episodes import read_rewards
 from invaders.tracking.promotion import decide
-from invaders.tracking.store import TrackingError, download, redact, store_lock, tracking_uri
+from invaders.tracking.store import LOGIN_HINT, TrackingError, download, redact, refusal, store_lock, tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -32,22 +32,17 @@ def _client():
     return mlflow.MlflowClient()
 
 
-def _reason(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def _failure(exc: Exception) -> str:
     """What went wrong reading from the store, as the user needs to hear it: a missing model is not
     a wrong password, and neither is a server that does not answer."""
-    code = getattr(exc, "error_code", None)
-    where = f"the MLflow store {redact(tracking_uri())!r}"
-    if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)):
-        return f"not found in {where} ({_reason(exc)})"
-    if code == "UNAUTHENTICATED":
-        return f"unauthenticated by {where} (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
-    if code == "PERMISSION_DENIED":
+    kind, where = refusal(exc), f"the MLflow store {redact(tracking_uri())!r}"
+    if kind == "not found":
+        return f"not found in {where} ({first_line(exc)})"
+    if kind == "unauthenticated":
+        return f"unauthenticated by {where} ({LOGIN_HINT})"
+    if kind == "forbidden":
         return f"forbidden by {where} for user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r}"
-    return f"cannot be read from {where} ({_reason(exc)})"
+    return f"cannot be read from {where} ({first_line(exc)})"
 
 
 @contextmanager
@@ -85,8 +80,7 @@ def version_by_alias(name: str, alias: str):
     try:
         return _client().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        # A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias, INVALID_PARAMETER_VALUE "... not found".
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc):
+        if refusal(exc) == "not found" or "not found" in str(exc):
             return None
         raise
 
@@ -149,9 +143,9 @@ def _move_alias(name: str, alias: str, version: str) -> str | None:
         if (held := version_by_alias(name, other)) is not None and held.version == version:
             client.delete_registered_model_alias(name, other)
     except MlflowException as exc:
-        if exc.error_code != "PERMISSION_DENIED":
+        if refusal(exc) != "forbidden":
             raise
-        return _reason(exc).removeprefix("PERMISSION_DENIED: ")
+        return first_line(exc).removeprefix("PERMISSION_DENIED: ")
     return None
 
 

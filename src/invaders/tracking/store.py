@@ -8,7 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from invaders.errors import UserError
+from invaders.errors import UserError, first_line
 
 # The SQLite store at the project root. DVC gives stages the root in DVC_ROOT; a queued
 # experiment (`dvc exp run --queue`) runs in a temporary copy, but DVC_ROOT still names the
@@ -97,18 +97,36 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
+LOGIN_HINT = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+
+
+def refusal(exc: Exception) -> str | None:
+    """What an MLflow error means for the user: "unauthenticated" (no or a wrong login), "forbidden" (the
+    login may not do this), "not found", or None (anything else: the error's own first line says it).
+    Every explanation of a store's refusal (connecting, the registry, users) starts from this one."""
+    code = getattr(exc, "error_code", None)
+    if code == "UNAUTHENTICATED":
+        return "unauthenticated"
+    if code == "PERMISSION_DENIED":
+        return "forbidden"
+    # A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias, INVALID_PARAMETER_VALUE "... not found".
+    if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)):
+        return "not found"
+    return None
+
+
 def _refusal(exc: Exception, uri: str, experiment: str) -> str:
     """Why the store refused us, in one line, naming the fix; never the password."""
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    code = getattr(exc, "error_code", None)
-    if code == "UNAUTHENTICATED":
+    kind = refusal(exc)
+    if kind == "unauthenticated":
         if not user and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
-            return "unauthenticated: the server needs a login (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+            return f"unauthenticated: the server needs a login ({LOGIN_HINT})"
         return f"unauthenticated: wrong user name or password for user {user!r}"
-    if code == "PERMISSION_DENIED":
+    if kind == "forbidden":
         return (f"forbidden: user {user!r} may not write to experiment {experiment!r} (a writer needs EDIT on it:"
                 " an admin runs `invaders users add NAME --role writer`)")
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(exc)
 
 
 def connect(experiment: str) -> str:
