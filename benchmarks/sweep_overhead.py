@@ -1,5 +1,5 @@
 """What Ray costs a sweep: N tiny trials through `invaders sweep` (a local Ray instance) against the same
-trials run by `invaders.sweep.run_trial` in plain processes, as many at a time as there are cores.
+trials run by `invaders.sweep.trial.run_trial` in plain processes, as many at a time as there are cores.
 
 Both sides run the same trials (the smoke preset, N seeds of the base setting) with the same code,
 each side against its own fresh SQLite tracking store; the difference in wall time is Ray's start-up,
@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 PLAIN = """
 import json, sys
 from pathlib import Path
-from invaders.sweep.driver import load, run_trial
+from invaders.sweep.spec import load
+from invaders.sweep.trial import run_trial
 sweep, trials = load(Path("sweeps/bench.yaml"))
 trial = next(t for t in trials if t.id == sys.argv[1])
 run_trial({"trial": trial.model_dump(), "out": str(Path("data/sweeps/bench/trials").resolve()), "cpus": 1,

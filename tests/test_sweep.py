@@ -364,7 +364,7 @@ def test_bad_sweep_input_is_one_line_and_exit_2_in_seconds(tmp_path, content, ar
 
 
 def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tmp_path):
-    from invaders.sweep.driver import load
+    from invaders.sweep.spec import load
 
     shutil.copytree(REPO / "presets", tmp_path / "presets")
     spec = {"name": "x", "params": str(tmp_path / "presets" / "smoke.yaml"), "seeds": [3, 4],
@@ -388,10 +388,26 @@ def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tm
     assert [t.id for t in load(tmp_path / "s.yaml")[1]] == ["base-seed3", "base-seed4"]
 
 
+def test_validating_a_sweep_file_does_not_import_ray(tmp_path):
+    """`invaders.sweep.spec` is the sweep file's schema and its trials: loading one (every trial's params
+    built and validated) needs no Ray, which only the driver, the trials and the live table import."""
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    spec = {"name": "x", "params": "presets/smoke.yaml", "seeds": [0, 1], "grid": {"agent.n_step": [1, 3]},
+            "random": {"samples": 1, "space": {"agent.gamma": {"uniform": [0.9, 0.99]}}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    code = ("import sys\nfrom pathlib import Path\nimport invaders.sweep.spec as spec\n"
+            "sweep, trials = spec.load(Path('s.yaml'))\nassert len(trials) == 6, [t.id for t in trials]\n"
+            "loaded = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
+            "assert 'ray' not in sys.modules, loaded\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=tool_env(**RAY_ENV), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_the_summary_is_mean_and_iqm_over_seeds_with_seeded_intervals_and_a_corrected_test():
     from types import SimpleNamespace
 
-    from invaders.sweep.driver import Trial
+    from invaders.sweep.spec import Trial
     from invaders.sweep.summary import iqm, markdown, summarize
 
     seeds = [0, 1, 2, 3]

@@ -22,6 +22,14 @@ class ParamsError(UserError):
     """A params file that cannot be used; the message is one line for the user."""
 
 
+def check_name(value: str, longest: int) -> str:
+    """`value` if it is a name of 1 to `longest` letters, digits, '.', '_' or '-', starting with a letter
+    or digit (a model's, a sweep's); ValueError saying so otherwise (a pydantic validator's message)."""
+    if not re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{longest - 1}}}", value):
+        raise ValueError(f"must be 1 to {longest} letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
 class Strict(BaseModel):
     """The base of every file schema (params, sweep files): unknown keys are errors, values frozen."""
 
@@ -144,9 +152,7 @@ class PromoteConfig(Strict):
     @field_validator("model_name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
-            raise ValueError("must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        return value
+        return check_name(value, 128)
 
 
 class ReproducibilityConfig(Strict):

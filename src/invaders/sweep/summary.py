@@ -19,31 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from invaders import files
+from invaders.stats import LEVEL, bootstrap_ci, iqm
 from invaders.tracking.promotion import compare
 
-BASE = "base"  # the setting with no overrides (invaders.sweep)
-LEVEL = 0.95
-RESAMPLES = 10_000
-
-
-def iqm(values) -> float:
-    """Interquartile mean: the mean of the middle 50% (a quarter off each end, as scipy's trim_mean)."""
-    return float(_iqm_rows(np.asarray(values, np.float64)[None])[0])
-
-
-def _iqm_rows(rows: np.ndarray) -> np.ndarray:
-    cut = int(0.25 * rows.shape[1])
-    return np.sort(rows, axis=1)[:, cut:rows.shape[1] - cut].mean(axis=1)
-
-
-def bootstrap_ci(values, statistic, seed: int = 0) -> list[float]:
-    """95% percentile interval of `statistic` over `values` resampled with replacement."""
-    values = np.asarray(values, np.float64)
-    rng = np.random.default_rng(seed)
-    samples = values[rng.integers(0, len(values), (RESAMPLES, len(values)))]
-    stats = _iqm_rows(samples) if statistic is iqm else samples.mean(axis=1)
-    tail = (1 - LEVEL) / 2 * 100
-    return [float(v) for v in np.percentile(stats, [tail, 100 - tail])]
+BASE = "base"  # the setting with no overrides (invaders.sweep.spec)
 
 
 def summarize(sweep, trials, results: dict[str, dict], alpha: float) -> dict:
