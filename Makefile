@@ -1,4 +1,5 @@
 # Quickstart:  make repro  (run the pipeline)   make test  (run the tests)
+#              make test-fast  (only the unit tests: no pipeline runs, servers, clusters or browser; < 1 min)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
@@ -6,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install repro test bench lock mlflow-ui ui-screenshots mlflow-server clean
+.PHONY: install repro test test-fast bench lock mlflow-ui ui-screenshots mlflow-server clean
 
 install: $(STAMP)
 
@@ -22,6 +23,9 @@ repro: install
 
 test: install
 	$(RUN) python -m pytest -n 2 --dist loadscope
+
+test-fast: install
+	$(RUN) python -m pytest -m unit -n 2 --dist loadscope -q
 
 # The PyTorch peer (Stable-Baselines3) runs in a venv of its own, timed in the same bench run.
 SB3 := $(CURDIR)/.venv-sb3

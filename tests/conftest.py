@@ -124,7 +124,15 @@ def serving(cmd: list[str], cwd: Path, url: str, log: Path):
 LONGEST_FIRST = ("test_team_server.py", "test_sweep.py", "test_pipeline.py")
 
 
+# Every test says what it needs (pyproject.toml registers these; `make test-fast` runs `-m unit`).
+KINDS = ("unit", "e2e", "server", "cluster", "browser")
+
+
 def pytest_collection_modifyitems(items):
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(kind) for kind in KINDS)]
+    if unmarked:
+        raise pytest.UsageError(f"tests without one of the marks {', '.join(KINDS)}: {', '.join(unmarked)}")
+
     def rank(item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)

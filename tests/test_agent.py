@@ -8,6 +8,8 @@ from invaders.compat.keras_rl2 import load_rl
 from invaders.config import parse_params
 from invaders.rl.model import build_q_network
 
+pytestmark = pytest.mark.unit
+
 
 ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": {"enabled": False}}  # keras-rl2's own algorithm
 

@@ -17,6 +17,8 @@ from conftest import REPO, TINY, free_port, merge, serving
 from invaders.config import ModelConfig, parse_params
 from invaders.rl.model import ModelFileError, build_q_network, save_network
 
+pytestmark = pytest.mark.e2e
+
 
 def stage(name: str, cwd, env: dict | None = None, limit_bytes: int | None = None) -> subprocess.CompletedProcess:
     def limit():
@@ -84,6 +86,7 @@ def evaluate_inputs(tmp_path, store: str) -> dict[str, bytes]:
             "data/baseline/metrics.json": b'{"mean_reward": 1.0}'}
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("output, limit, overrides", [
     ("data/eval/video/episode.mp4", 4_000, {}),  # a short game's video is tens of kB
     ("data/eval/episodes.csv", 30, {"evaluate": {"video": False}}),  # header and two rows: about 50 bytes
@@ -100,6 +103,7 @@ def test_a_full_disk_while_evaluating_leaves_the_previous_video_and_csv(tmp_path
     assert after == before  # the previous outputs, and no temporary file
 
 
+@pytest.mark.server
 def test_a_full_disk_while_checkpointing_stops_training_and_leaves_no_partial_checkpoint(tmp_path, store_server):
     """The checkpoint (networks, optimizer, replay memory: tens of MB) is the first file over 10 MB."""
     before = full_disk_project(tmp_path / "p", {}, {"data/model/model.keras": network_bytes(tmp_path)},
@@ -179,6 +183,7 @@ def test_play_and_evaluate_refuse_bad_options_before_any_work(tmp_path, command,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
 
 
+@pytest.mark.server
 def test_evaluate_refuses_runs_its_store_does_not_have(tmp_path, store_server):
     """The inputs name training and baseline runs of another store (MLFLOW_TRACKING_URI changed since)."""
     inputs = {**evaluate_inputs(tmp_path, store_server), "data/train/mlflow_run.json": b'{"run_id": "gone"}'}

@@ -11,6 +11,8 @@ from invaders.rl import checkpoint
 from invaders import files
 from invaders.config import parse_params
 
+pytestmark = pytest.mark.unit
+
 BIG = 200 * 2**20  # a replay memory's frames, scaled down
 
 

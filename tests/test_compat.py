@@ -1,11 +1,13 @@
 import gymnasium as gym
 import numpy as np
+import pytest
 from conftest import merge
 
 import invaders  # noqa: F401
 from invaders.compat.keras_rl2 import adam, load_rl
 
 
+@pytest.mark.unit
 def test_keras_rl2_imports_and_eager_mode_survives():
     import tensorflow as tf
 
@@ -33,6 +35,7 @@ class Corridor(gym.Env):
         return np.full(2, self.t, np.uint8), 1.0, self.t == 10, {}
 
 
+@pytest.mark.unit
 def test_fit_runs_past_32767_steps_and_stops_on_its_budget():
     """Quirk 5: keras-rl2 counts steps in int16, which wraps at 32 768 and never ends."""
     import tf_keras
@@ -56,6 +59,7 @@ def test_fit_runs_past_32767_steps_and_stops_on_its_budget():
     assert abs(policy.get_current_value() - (1.0 - 0.9 * budget / 40_000)) < 1e-9
 
 
+@pytest.mark.e2e
 def test_the_projects_own_training_runs_past_32767_steps_on_ale(tmp_path, tiny_params):
     """Quirk 5 where it matters: `training.train` (FastDQNAgent, the real ALE game, gradient steps on,
     prioritized 3-step replay, validation) crosses the int16 boundary and stops on its budget. A tiny

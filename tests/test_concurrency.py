@@ -8,9 +8,12 @@ import time
 
 import mlflow
 import yaml
+import pytest
 from conftest import REPO, TINY, make_project, merge, run
 
 from invaders.config import Params
+
+pytestmark = pytest.mark.e2e
 
 # The smallest pipeline that still trains past warmup and writes a checkpoint.
 PARAMS = merge(TINY, {"baseline": {"episodes": 1}, "evaluate": {"episodes": 1, "video": False},

@@ -7,6 +7,8 @@ from conftest import REPO, merge
 
 from invaders.config import ParamsError, load_params, parse_params
 
+pytestmark = pytest.mark.unit
+
 
 def test_params_yaml_and_seed_preset_are_valid():
     default = load_params(REPO / "params.yaml")

@@ -8,6 +8,8 @@ from conftest import REPO
 
 from invaders.config import Params
 
+pytestmark = pytest.mark.unit
+
 
 def test_readme_documents_every_param_with_its_default():
     readme = (REPO / "README.md").read_text()

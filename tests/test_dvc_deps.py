@@ -13,6 +13,8 @@ from conftest import REPO
 
 from invaders import sources
 
+pytestmark = pytest.mark.unit
+
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 

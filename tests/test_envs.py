@@ -10,6 +10,7 @@ from invaders.rl.model import build_q_network, save_network
 from invaders.rl.loop import train
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("observation", ["deepmind", "raw"])
 def test_adapter_speaks_the_old_gym_api(observation):
     cfg = EnvConfig(observation=observation, max_episode_steps=20)
@@ -23,6 +24,7 @@ def test_adapter_speaks_the_old_gym_api(observation):
     env.close()
 
 
+@pytest.mark.unit
 def test_truncation_ends_the_episode():
     env = RLEnv(make_env(EnvConfig(max_episode_steps=7)), seed=0)
     env.reset()
@@ -44,6 +46,7 @@ def _trajectory(seed: int, cfg: EnvConfig) -> list[np.ndarray]:
     return frames
 
 
+@pytest.mark.unit
 def test_seeded_episodes_repeat_exactly_and_seeds_matter():
     cfg = EnvConfig(max_episode_steps=60)  # sticky actions and no-op starts both draw on the seed
     a, b, c = _trajectory(1, cfg), _trajectory(1, cfg), _trajectory(2, cfg)
@@ -51,10 +54,12 @@ def test_seeded_episodes_repeat_exactly_and_seeds_matter():
     assert len(a) != len(c) or any(not np.array_equal(x, y) for x, y in zip(a, c))
 
 
+@pytest.mark.unit
 def test_space_invaders_has_six_actions():
     assert action_count(EnvConfig()) == 6
 
 
+@pytest.mark.unit
 def test_life_loss_ends_the_agents_episode_but_not_the_game():
     env = RLEnv(make_env(EnvConfig(max_episode_steps=5000)), seed=0, life_loss_ends_episode=True)
     obs, rng = env.reset(), np.random.default_rng(0)
@@ -73,6 +78,7 @@ def test_life_loss_ends_the_agents_episode_but_not_the_game():
     env.close()
 
 
+@pytest.mark.e2e
 def test_training_learns_from_clipped_rewards_while_scores_stay_raw(tmp_path, tiny_params):
     """Space Invaders pays 5 to 30 points an invader: the replay memory stores sign(reward) (1), the
     history's per-game score and the evaluation's are the game's own points."""
@@ -86,6 +92,7 @@ def test_training_learns_from_clipped_rewards_while_scores_stay_raw(tmp_path, ti
     assert any(score > 1 and score % 5 == 0 for score in scores)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("observation", ["deepmind", "raw"])
 def test_restored_env_continues_exactly_with_sticky_actions(observation):
     """A checkpointed env continues as the original does, whatever action ALE was holding: its sticky

@@ -15,6 +15,8 @@ from invaders.rl.model import (
     with_precision,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def nature(dueling="avg"):
     import tensorflow as tf

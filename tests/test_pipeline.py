@@ -12,6 +12,8 @@ import yaml
 from browser import chromium_page, screenshot
 from conftest import REPO, TINY, free_port, make_project, merge, ran_stages, run, serving, tool_env
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
@@ -53,6 +55,8 @@ def test_outputs_have_their_schemas(project):
     assert not list(data.rglob(".*tmp*"))  # no temporary files left behind
 
 
+@pytest.mark.server
+@pytest.mark.browser
 def test_the_mlflow_ui_shows_the_scores_the_description_and_the_video(project, tmp_path):
     """In a real browser, as a new user after `make mlflow-ui` (`invaders ui`): its link opens the experiment
     on the training runs; sorted by score, one column holds the baseline's and the agent's; the agent's

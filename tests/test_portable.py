@@ -16,6 +16,8 @@ from test_reproducibility import digests
 
 from invaders import reproducibility
 
+pytestmark = pytest.mark.e2e
+
 GOLDEN = REPO / "tests" / "golden" / "smoke-portable.json"
 # In pipeline order, so a failure names the first output that differs (the later ones follow from it).
 OUTPUTS = ["data/baseline/episodes.csv", "data/model/model.keras", "data/train/last.keras", "data/train/model.keras",

@@ -6,6 +6,8 @@ import pytest
 
 from invaders.tracking.promotion import compare, decide, welch_greater
 
+pytestmark = pytest.mark.unit
+
 BASELINE = [150.0, 120.0, 180.0, 95.0, 210.0, 140.0, 160.0, 130.0, 175.0, 110.0]
 STRONG = [320.0, 290.0, 410.0, 350.0, 280.0, 375.0, 330.0, 300.0, 395.0, 345.0]
 STRONGER = [620.0, 580.0, 700.0, 655.0, 590.0, 610.0, 640.0, 675.0, 600.0, 630.0]

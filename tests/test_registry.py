@@ -10,6 +10,8 @@ from invaders.files import write_csv
 from invaders.rl.model import ModelFileError, build_q_network, load_network, save_network
 from invaders.tracking.store import TrackingError, connect
 
+pytestmark = pytest.mark.e2e
+
 BASELINE = [150.0, 120.0, 180.0, 95.0, 210.0, 140.0, 160.0, 130.0]
 STRONG = [320.0, 290.0, 410.0, 350.0, 280.0, 375.0, 330.0, 300.0]
 MIDDLING = [260.0, 240.0, 300.0, 275.0, 230.0, 290.0, 250.0, 265.0]  # beats the baseline, not STRONG

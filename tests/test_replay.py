@@ -6,6 +6,8 @@ import pytest
 from invaders.compat.keras_rl2 import load_rl
 from invaders.rl.replay import PrioritizedReplayMemory, ReplayMemory
 
+pytestmark = pytest.mark.unit
+
 FRAME = (3, 5)
 
 

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import REPO, TINY, make_project, merge, ran_stages, run, tool_env
 
+pytestmark = pytest.mark.e2e
+
 # Long enough to kill part-way: checkpoints at steps 150, 300 and 450, validation every 100 steps. The
 # defaults' n-step returns, prioritized replay and best-network selection are on.
 PARAMS = merge(TINY, {"train": {"steps": 600, "checkpoint_every": 150}})

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+import pytest
 from conftest import BIN, REPO, TINY, make_project, merge, ran_stages, run
 
 from invaders.config import load_params
@@ -13,6 +14,7 @@ from invaders.config import load_params
 STAGES = ["baseline", "build", "train", "evaluate", "promote"]
 
 
+@pytest.mark.e2e
 def test_retrain_pushes_and_a_fresh_clone_pulls_with_nothing_left_to_do(tmp_path):
     """Tiny budgets: 2 episodes a side, fewer than promote.min_episodes, so the gate fails (exit 1) every time."""
     origin, clone, remote = tmp_path / "origin", tmp_path / "clone", tmp_path / "remote"
@@ -42,6 +44,7 @@ def test_retrain_pushes_and_a_fresh_clone_pulls_with_nothing_left_to_do(tmp_path
     assert not (clone / "mlflow.db").exists()  # no stage ran, so nothing was logged
 
 
+@pytest.mark.unit
 def test_bad_options_and_params_stop_before_any_work(tmp_path):
     bad = run(["bash", str(REPO / "scripts" / "retrain.sh"), "--steps", "many"], tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --steps: must be a whole number (got 'many')"
@@ -57,6 +60,7 @@ def test_bad_options_and_params_stop_before_any_work(tmp_path):
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()  # untouched
 
 
+@pytest.mark.unit
 def test_params_command_applies_a_preset_and_overrides(tmp_path):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     (tmp_path / "presets").mkdir()
@@ -79,6 +83,7 @@ def test_params_command_applies_a_preset_and_overrides(tmp_path):
     assert load_params(tmp_path / "params.yaml").reproducibility.mode == "native"  # untouched
 
 
+@pytest.mark.unit
 def test_smoke_preset_is_params_yaml_with_the_tests_tiny_budgets():
     smoke = yaml.safe_load((REPO / "presets" / "smoke.yaml").read_text())
     expected = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
@@ -87,6 +92,7 @@ def test_smoke_preset_is_params_yaml_with_the_tests_tiny_budgets():
     assert smoke == expected
 
 
+@pytest.mark.unit
 def test_seed_preset_evaluates_enough_episodes_to_promote():
     seed = load_params(REPO / "presets" / "seed.yaml")
     assert min(seed.evaluate.episodes, seed.baseline.episodes) >= seed.promote.min_episodes
@@ -94,6 +100,7 @@ def test_seed_preset_evaluates_enough_episodes_to_promote():
     assert min(default.evaluate.episodes, default.baseline.episodes) >= default.promote.min_episodes
 
 
+@pytest.mark.unit
 def test_report_gate_exit_codes(tmp_path):
     decision = {
         "model_name": "m", "version": "4", "run_id": "abc", "alias": "champion", "previous_champion": "2",
@@ -118,6 +125,7 @@ def test_report_gate_exit_codes(tmp_path):
     assert missing.returncode == 2 and "decision.json: missing; run the stages" in missing.stderr
 
 
+@pytest.mark.unit
 def test_workflows_pass_actionlint_and_call_the_retrain_script():
     workflows = sorted((REPO / ".github" / "workflows").glob("*.yml"))
     assert {w.name for w in workflows} == {"pull-request.yml", "retrain.yml"}
@@ -131,6 +139,7 @@ def test_workflows_pass_actionlint_and_call_the_retrain_script():
     assert lint.returncode == 0, lint.stdout
 
 
+@pytest.mark.unit
 def test_actionlint_does_fail_on_a_broken_workflow(tmp_path):
     """The check above can fail: a typo in an expression is an error."""
     broken = tmp_path / "broken.yml"
@@ -140,11 +149,13 @@ def test_actionlint_does_fail_on_a_broken_workflow(tmp_path):
     assert result.returncode == 1 and "evnt_name" in result.stdout
 
 
+@pytest.mark.unit
 def test_retrain_script_is_executable():
     assert (REPO / "scripts" / "retrain.sh").stat().st_mode & 0o111
     assert Path(REPO / "scripts" / "retrain.sh").read_text().startswith("#!/usr/bin/env bash\n")
 
 
+@pytest.mark.e2e
 def test_the_pull_request_smoke_step_runs_as_the_workflow_says(tmp_path):
     """The pull-request workflow's smoke step, its `run:` taken from the workflow, in a checkout of a branch that
     changes a param: the whole pipeline on the smoke preset, the report with the params and metrics diffs

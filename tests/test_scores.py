@@ -7,6 +7,8 @@ from conftest import BIN
 
 from invaders.stats import bootstrap_mean_ci, summarize
 
+pytestmark = pytest.mark.unit
+
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_episodes():
     rng = np.random.default_rng(0)

@@ -5,6 +5,8 @@ import pytest
 
 from invaders.rl.sumtree import SumTree
 
+pytestmark = pytest.mark.unit
+
 
 def test_sampling_follows_the_priorities():
     tree = SumTree(5)

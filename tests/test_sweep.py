@@ -202,6 +202,8 @@ def smoke(project, cluster, tracking):
     return done, time.monotonic() - started
 
 
+@pytest.mark.cluster
+@pytest.mark.server
 def test_a_sweep_runs_on_both_nodes_and_every_trial_is_a_child_run_on_the_server(project, cluster, tracking, smoke):
     done, seconds = smoke
     out = project / "data" / "sweeps" / "smoke"
@@ -245,6 +247,8 @@ def test_a_sweep_runs_on_both_nodes_and_every_trial_is_a_child_run_on_the_server
     print(f"smoke sweep on the cluster: {seconds:.0f} s")
 
 
+@pytest.mark.cluster
+@pytest.mark.server
 def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_had_not(project, cluster, tracking,
                                                                                        smoke):
     """The base setting's two trials again, in a sweep of their own; the node of one of them is killed
@@ -293,6 +297,8 @@ def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_ha
     assert histories(mlflow, run_id) == histories(mlflow, reference_id)
 
 
+@pytest.mark.cluster
+@pytest.mark.server
 def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stopped(project, cluster, tracking, smoke):
     """Ctrl-C (SIGINT) to the driver while the trial is between checkpoints: one line saying to use
     --resume, exit 130; `--resume` then finishes the trial from its checkpoint, in the same parent and child
@@ -329,6 +335,7 @@ def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stop
     assert mlflow.get_run(parent).info.status == "FINISHED"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content, args, env, says", [
     ("name: x\nseeds: [0\n", [], {}, r"sweeps/bad.yaml: line \d+ not valid YAML"),
     ("name: x\nseeds: [0]\ngrids: {}\n", [], {}, "sweeps/bad.yaml: grids: unknown key"),
@@ -363,6 +370,7 @@ def test_bad_sweep_input_is_one_line_and_exit_2_in_seconds(tmp_path, content, ar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["presets", "sweeps"]  # nothing written
 
 
+@pytest.mark.unit
 def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tmp_path):
     from invaders.sweep.spec import load
 
@@ -388,6 +396,7 @@ def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tm
     assert [t.id for t in load(tmp_path / "s.yaml")[1]] == ["base-seed3", "base-seed4"]
 
 
+@pytest.mark.unit
 def test_validating_a_sweep_file_does_not_import_ray(tmp_path):
     """`invaders.sweep.spec` is the sweep file's schema and its trials: loading one (every trial's params
     built and validated) needs no Ray, which only the driver, the trials and the live table import."""
@@ -404,6 +413,7 @@ def test_validating_a_sweep_file_does_not_import_ray(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+@pytest.mark.unit
 def test_the_summary_is_mean_and_iqm_over_seeds_with_seeded_intervals_and_a_corrected_test():
     from types import SimpleNamespace
 
@@ -435,6 +445,7 @@ def test_the_summary_is_mean_and_iqm_over_seeds_with_seeded_intervals_and_a_corr
     assert "**beats the base params**" in markdown(summary)
 
 
+@pytest.mark.e2e
 def test_runs_of_trials_that_ray_ended_from_outside_are_not_left_running(tmp_path):
     """A trial that ASHA stops, or whose last attempt died with its node, is killed by Ray before it can
     end its MLflow run: the driver marks such runs KILLED (with a `sweep.stopped` tag) or FAILED, and

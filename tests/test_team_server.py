@@ -18,6 +18,8 @@ import pytest
 import yaml
 from conftest import REPO, TINY, free_port, make_project, merge, ran_stages, run
 
+pytestmark = pytest.mark.server
+
 ADMIN_PASSWORD = "admin-secret-8f3c1e"
 WRITER, WRITER_PASSWORD = "wanda", "writer-secret-51d0ab"
 READER, READER_PASSWORD = "reggie", "reader-secret-c7e92f"
