@@ -6,6 +6,8 @@ import pytest
 
 from invaders.compat import mlflow as compat
 
+pytestmark = pytest.mark.unit
+
 
 def test_the_private_apis_it_wraps_exist():
     from mlflow.server import auth
