@@ -119,15 +119,16 @@ def test_gradient_step_bootstraps_n_steps_and_weights_each_sample(tiny_params):
     q0, q1 = fast.model.predict_on_batch(batch.state0), fast.model.predict_on_batch(batch.state1)
     target = fast.target_model.predict_on_batch(batch.state1)
     best = target[np.arange(32), q1.argmax(axis=1)]
-    returns = batch.reward + 0.9 ** 3 * best * batch.not_terminal
+    np.testing.assert_array_equal(np.unique(batch.discount), np.float32([0.0, 0.9 ** 3]))
+    returns = batch.reward + batch.discount * best
     expected = np.abs(returns - q0[np.arange(32), batch.action])
-    assert (batch.not_terminal == 0).any() and (batch.not_terminal == 1).any()
+    assert (batch.discount == 0).any() and (batch.discount > 0).any()
     before = fast.model.get_weights()
     losses = []
     for scale in (0.0, 1.0, 2.0):
         fast.model.set_weights(before)
         weights = np.full(32, scale, np.float32)
-        metrics, td = fast._train_step(batch.state0, batch.action, batch.reward, batch.state1, batch.not_terminal,
+        metrics, td = fast._train_step(batch.state0, batch.action, batch.reward, batch.state1, batch.discount,
                                        weights)
         np.testing.assert_allclose(td.numpy(), expected, rtol=1e-4, atol=1e-5)
         losses.append(float(metrics[0]))

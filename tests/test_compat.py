@@ -85,3 +85,41 @@ def test_the_projects_own_training_runs_past_32767_steps_on_ale(tmp_path, tiny_p
     trained = [step for step, m in logged if "train_loss" in m]
     assert trained[0] == 32_600 and trained[-1] == budget  # gradient steps ran past the boundary
     assert abs(agent.policy.get_current_value() - (1.0 - 0.99 * budget / 40_000)) < 1e-9
+
+
+@pytest.mark.parametrize("module, package", [
+    ("invaders.compat.tf", "tensorflow"), ("invaders.compat.tf", "tf-keras"), ("invaders.compat.keras_rl2", "keras-rl2"),
+])
+def test_each_compat_module_refuses_an_upstream_version_it_was_not_written_for(monkeypatch, module, package):
+    import importlib.metadata
+    import importlib.util
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0.0" if name == package else real(name))
+    spec = importlib.util.find_spec(module)
+    with pytest.raises(ImportError, match=rf"^{package} 99\.0\.0 is installed; .* written for {package}>=[\d.]+,<"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))  # a fresh copy: the imported one stays
+
+
+def test_require_names_a_missing_package():
+    from invaders.compat import require
+
+    with pytest.raises(ImportError, match=r"no-such-package is not installed; .*no-such-package>=1\.0,<2\.0"):
+        require("no-such-package", "1.0", "2.0")
+    assert require("numpy", "1.0", "99") == np.__version__
+
+
+def test_tf_private_apis():
+    import tensorflow as tf
+
+    from invaders.compat import tf as tf_compat
+
+    function = tf.function(lambda x: x * 2.0, input_signature=[tf.TensorSpec((2,), tf.float32)]).get_concrete_function()
+    out = tf_compat.call_flat(function, [tf.constant([1.0, 3.0])], function.captured_inputs)
+    np.testing.assert_array_equal(out.numpy(), [2.0, 6.0])
+    variables = [tf.Variable(np.ones(3, np.float32))]
+    optimizer = adam(1e-3)
+    assert optimizer.get_weights() == []
+    tf_compat.create_slots(optimizer, variables)
+    assert len(optimizer.get_weights()) == 3  # iterations and Adam's two moments
+

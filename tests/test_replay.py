@@ -67,16 +67,16 @@ def test_transitions_equal_sequential_memorys(n_steps, limit, window):
 def test_sample_batch_is_sample_as_arrays_and_draws_only_valid_rows():
     ours, theirs = _filled(700, 256)
     twin, _ = _filled(700, 256)
-    state0, action, reward, state1, not_terminal, _, _ = ours.sample_batch(500)
+    state0, action, reward, state1, discount, _, _ = ours.sample_batch(500)
     experiences = twin.sample(500)  # the same seed draws the same rows
-    assert (state0.dtype, action.dtype, reward.dtype, state1.dtype, not_terminal.dtype) == (
+    assert (state0.dtype, action.dtype, reward.dtype, state1.dtype, discount.dtype) == (
         np.uint8, np.int32, np.float32, np.uint8, np.float32)
     assert state0.shape == state1.shape == (500, 4, *FRAME)
     np.testing.assert_array_equal(state0, [e.state0 for e in experiences])
     np.testing.assert_array_equal(state1, [e.state1 for e in experiences])
     np.testing.assert_array_equal(action, [e.action for e in experiences])
     np.testing.assert_array_equal(reward, [e.reward for e in experiences])
-    np.testing.assert_array_equal(not_terminal, [0.0 if e.terminal1 else 1.0 for e in experiences])
+    np.testing.assert_array_equal(discount, np.float32([0.0 if e.terminal1 else 0.99 for e in experiences]))
     # Every drawn transition is one of keras-rl2's: compare with the reference by content.
     reference = {e.state0.tobytes() + np.asarray(e.state1, np.uint8).tobytes()
                  for e in theirs.sample(len(_valid_idxs(theirs)), batch_idxs=_valid_idxs(theirs))
@@ -186,8 +186,12 @@ def test_n_step_returns_cross_an_episode_end_and_the_ring_wrap():
             assert [int(f[0, 0]) for f in e.state1] == state1, t
     assert len(idxs) == 5
     # Uniform draws only ever pick those rows.
-    drawn = memory.sample_batch(2000).state0[:, -1, 0, 0]
+    batch = memory.sample_batch(2000)
+    drawn = batch.state0[:, -1, 0, 0]
     assert set(drawn.tolist()) == set(expected)
+    # The bootstrap discount is gamma ** 3 (0 where the episode ended within the three rewards).
+    ended = np.array([expected[t][2] is None for t in drawn.tolist()])
+    np.testing.assert_array_equal(batch.discount, np.where(ended, np.float32(0), np.float32(0.125)))
     with pytest.raises(ValueError, match="batch_idxs"):
         memory.sample(1, batch_idxs=[13 - 5])  # t = 13 has no frame three steps on yet
 
@@ -197,7 +201,7 @@ def test_one_step_returns_are_the_stored_rewards():
     batch = memory.sample_batch(500)
     t = batch.state0[:, -1, 0, 0].astype(np.float32)
     np.testing.assert_array_equal(batch.reward, t)
-    np.testing.assert_array_equal(batch.not_terminal, (t != 8).astype(np.float32))
+    np.testing.assert_array_equal(batch.discount, np.where(t != 8, np.float32(0.99), np.float32(0)))
     np.testing.assert_array_equal(batch.weights, np.ones(500, np.float32))
 
 

@@ -22,6 +22,10 @@ from __future__ import annotations
 import sys
 import types
 
+from invaders.compat import require
+
+require("keras-rl2", "1.0.5", "1.0.6")
+
 _rl: types.SimpleNamespace | None = None
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from invaders.rl import checkpoint
+from invaders.compat import tf as tf_compat
 from invaders.compat.keras_rl2 import adam, load_rl
 from invaders.config import AgentConfig, Params
 from invaders.rl.model import check_fits, load_network, uses_bfloat16, with_precision
@@ -38,13 +39,12 @@ class FastDQNAgent(rl.DQNAgent):
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
       compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
       on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
-    It adds what keras-rl2 lacks: multi-step targets (the memory sums n rewards, the step
-    bootstraps with gamma ** n) and importance-weighted losses whose TD errors go back to a
-    `PrioritizedReplayMemory` as priorities. With n = 1 and uniform sampling every weight is 1
+    It adds what keras-rl2 lacks: multi-step targets (the memory sums n rewards and gives each
+    transition its bootstrap discount, gamma ** n or 0) and importance-weighted losses whose TD
+    errors go back to a `PrioritizedReplayMemory` as priorities. With n = 1 and uniform sampling every weight is 1
     and the update is keras-rl2's.
     """
 
-    n_step = 1
     training_steps = 1  # fit's nb_steps: how far prioritized replay's beta has annealed
 
     def compile(self, optimizer, metrics=[]):
@@ -65,39 +65,25 @@ class FastDQNAgent(rl.DQNAgent):
             tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.float32),
         ]).get_concrete_function()
 
-    resume_step = 0  # where the next fit() starts counting; set when continuing from a checkpoint
-
-    @property
-    def step(self):
-        return self._step
-
-    @step.setter
-    def step(self, value):
-        # keras-rl2's fit() always begins with `self.step = 0`; a resumed run begins where it stopped.
-        if value == 0 and self.resume_step:
-            value, self.resume_step = self.resume_step, 0
-        self._step = value
-
     def get_state(self) -> dict[str, np.ndarray]:
         """Online and target weights, Adam's slots and the replay memory, for a checkpoint."""
-        self.optimizer._create_all_weights(self.model.trainable_variables)  # slots exist from then on
+        tf_compat.create_slots(self.optimizer, self.model.trainable_variables)  # slots exist from then on
         arrays = checkpoint.nest("memory", self.memory.get_state())
         for name, weights in (("online", self.model.get_weights()), ("target", self.target_model.get_weights()),
                               ("optimizer", self.optimizer.get_weights())):
             arrays.update(checkpoint.nest(name, {f"{i:04d}": w for i, w in enumerate(weights)}))
         return arrays
 
-    def set_state(self, arrays: dict[str, np.ndarray], step: int) -> None:
-        """Restore `get_state()`'s arrays; the next fit() continues from `step`."""
+    def set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore `get_state()`'s arrays (the step counter is the trainer's: `loop.Progress`)."""
         def weights(name: str) -> list[np.ndarray]:
             return [w for _, w in sorted(checkpoint.part(arrays, name).items())]
 
         self.model.set_weights(weights("online"))
         self.target_model.set_weights(weights("target"))
-        self.optimizer._create_all_weights(self.model.trainable_variables)
+        tf_compat.create_slots(self.optimizer, self.model.trainable_variables)
         self.optimizer.set_weights(weights("optimizer"))
         self.memory.set_state(checkpoint.part(arrays, "memory"))
-        self.resume_step = step
 
     @property
     def metrics_names(self):
@@ -106,19 +92,19 @@ class FastDQNAgent(rl.DQNAgent):
         return names + (self.processor.metrics_names if self.processor is not None else [])
 
     def compute_q_values(self, state):
-        # `_call_flat` skips the concrete function's argument binding, about 0.14 of the 1 ms a call costs on one
+        # `call_flat` skips the concrete function's argument binding, about 0.14 of the 1 ms a call costs on one
         # thread (measured): its one input is always a uint8 tensor of the traced shape, so there is nothing to bind.
         state = tf.constant(np.asarray(state, dtype=np.uint8)[None])
-        return self._q_values._call_flat([state], self._q_captures).numpy()[0]
+        return tf_compat.call_flat(self._q_values, [state], self._q_captures).numpy()[0]
 
-    def _gradient_step(self, state0, action, reward, state1, not_terminal, weights):
+    def _gradient_step(self, state0, action, reward, state1, discount, weights):
         target_q = self.target_model(state1, training=False)
         if self.enable_double_dqn:  # the online net picks the action, the target net values it
             best = tf.argmax(self.model(state1, training=False), axis=1, output_type=tf.int32)
         else:
             best = tf.argmax(target_q, axis=1, output_type=tf.int32)
         next_q = tf.gather(target_q, best, axis=1, batch_dims=1)
-        returns = reward + self.gamma ** self.n_step * next_q * not_terminal
+        returns = reward + discount * next_q
         taken = tf.one_hot(action, self.nb_actions)
         with tf.GradientTape() as tape:
             q = self.model(state0, training=True)
@@ -201,6 +187,6 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         enable_double_dqn=cfg.double_dqn,
         enable_dueling_network=False,  # the dueling head is part of the model (compat quirk 2)
     )
-    agent.n_step, agent.training_steps = cfg.n_step, params.train.steps
+    agent.training_steps = params.train.steps
     agent.compile(adam(cfg.learning_rate), metrics=["mae"])
     return agent

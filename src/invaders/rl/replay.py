@@ -19,6 +19,8 @@ episode start (those frames are zeros), and a row whose frame is the previous ep
 
 With `n_step` > 1 a transition's reward is the discounted sum of the next n rewards and state1
 is the state n steps later, both cut at the first terminal row (multi-step returns, as in Rainbow).
+Each transition carries the discount its bootstrap is taken with: gamma ** n, or 0 where the
+episode ended within those n rewards, so a gradient step needs neither gamma nor n.
 
 Sampling differs on purpose: indices are drawn *with* replacement, from the memory's own
 `np.random.Generator` seeded by `seed`, so sampling is reproducible and independent of
@@ -51,8 +53,8 @@ class Batch(NamedTuple):
     state0: np.ndarray  # uint8
     action: np.ndarray  # int32
     reward: np.ndarray  # float32: the discounted sum of up to n_step rewards
-    state1: np.ndarray  # uint8: the state n_step steps later (any state where not_terminal is 0)
-    not_terminal: np.ndarray  # float32: 0 where an episode ended within the n_step rewards
+    state1: np.ndarray  # uint8: the state n_step steps later (any state where discount is 0)
+    discount: np.ndarray  # float32: gamma ** n_step, 0 where an episode ended within the n_step rewards
     weights: np.ndarray  # float32 importance-sampling weights (all 1 for uniform sampling)
     positions: np.ndarray  # ring positions of the rows, for `update_priorities`
 
@@ -69,6 +71,8 @@ class ReplayMemory(rl.Memory):
         self.seed = seed
         self.n_step = n_step
         self._discounts = np.array([gamma ** k for k in range(n_step)], np.float64)  # libm: see _power
+        # The bootstrap's discount, rounded to float32 as the gradient step's arithmetic is.
+        self._bootstrap = np.float32(gamma ** n_step)
         self._rng = np.random.default_rng(seed)
         self._frames: np.ndarray | None = None  # allocated on the first stored transition
         self._actions = np.zeros(limit, np.int32)
@@ -152,10 +156,10 @@ class ReplayMemory(rl.Memory):
             if len(rows) and (rows.min() < self.window_length + 1 or rows.max() > self._size - self.n_step):
                 raise ValueError(f"batch_idxs must lie in [{self.window_length}, {self._size - self.n_step})")
             rows = self._redraw_invalid(rows)
-        state0, action, reward, state1, not_terminal = self._transitions(rows)
+        state0, action, reward, state1, discount = self._transitions(rows)
         return [
             rl.Experience(state0=state0[i], action=int(action[i]), reward=float(reward[i]), state1=state1[i],
-                          terminal1=bool(not_terminal[i] == 0.0))
+                          terminal1=bool(discount[i] == 0.0))  # gamma > 0: only an ended episode has 0
             for i in range(len(rows))
         ]
 
@@ -211,11 +215,11 @@ class ReplayMemory(rl.Memory):
         return frames
 
     def _transitions(self, rows: np.ndarray):
-        """(state0, action, n-step reward, state1, not_terminal) for keras-rl2 row indices `rows`.
+        """(state0, action, n-step reward, state1, discount) for keras-rl2 row indices `rows`.
 
         The transition is logical row r = idx - 1: its reward is the discounted sum of the rewards
         of rows r ... r + n - 1, cut after the first terminal one; state1 is the window ending at
-        frame r + n, or, if the episode ended at row r + k, at r + k + 1 (unused: not_terminal is 0).
+        frame r + n, or, if the episode ended at row r + k, at r + k + 1 (unused: its discount is 0).
         """
         r = rows - 1
         steps = r[:, None] + np.arange(self.n_step)
@@ -226,8 +230,11 @@ class ReplayMemory(rl.Memory):
         reward = (self._rewards[self._physical(steps)] * counted) @ self._discounts
         not_terminal = ~ended[:, -1]
         ahead = np.where(not_terminal, self.n_step, np.argmax(terminal, axis=1) + 1)
+        # float32(gamma ** n) times 1 or 0: exact, so `reward + discount * next_q` rounds as
+        # `reward + gamma ** n * next_q * not_terminal` did.
+        discount = self._bootstrap * not_terminal.astype(np.float32)
         return (self._window(r), self._actions[self._physical(r)], reward.astype(np.float32),
-                self._window(r + ahead), not_terminal.astype(np.float32))
+                self._window(r + ahead), discount)
 
     # --- config and checkpoints ----------------------------------------------------------
 
