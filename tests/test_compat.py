@@ -87,8 +87,10 @@ def test_the_projects_own_training_runs_past_32767_steps_on_ale(tmp_path, tiny_p
     assert abs(agent.policy.get_current_value() - (1.0 - 0.99 * budget / 40_000)) < 1e-9
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("module, package", [
-    ("invaders.compat.tf", "tensorflow"), ("invaders.compat.tf", "tf-keras"), ("invaders.compat.keras_rl2", "keras-rl2"),
+    ("invaders.compat.tf", "tensorflow"), ("invaders.compat.tf", "tf-keras"), ("invaders.compat.ale", "ale-py"),
+    ("invaders.compat.ale", "gymnasium"), ("invaders.compat.keras_rl2", "keras-rl2"),
 ])
 def test_each_compat_module_refuses_an_upstream_version_it_was_not_written_for(monkeypatch, module, package):
     import importlib.metadata
@@ -101,6 +103,7 @@ def test_each_compat_module_refuses_an_upstream_version_it_was_not_written_for(m
         spec.loader.exec_module(importlib.util.module_from_spec(spec))  # a fresh copy: the imported one stays
 
 
+@pytest.mark.unit
 def test_require_names_a_missing_package():
     from invaders.compat import require
 
@@ -109,11 +112,14 @@ def test_require_names_a_missing_package():
     assert require("numpy", "1.0", "99") == np.__version__
 
 
+@pytest.mark.unit
 def test_tf_private_apis():
     import tensorflow as tf
 
     from invaders.compat import tf as tf_compat
 
+    tf.constant(1.0) + 1.0  # an op has run: the eager context exists
+    assert tf_compat.eager_context_started()
     function = tf.function(lambda x: x * 2.0, input_signature=[tf.TensorSpec((2,), tf.float32)]).get_concrete_function()
     out = tf_compat.call_flat(function, [tf.constant([1.0, 3.0])], function.captured_inputs)
     np.testing.assert_array_equal(out.numpy(), [2.0, 6.0])
@@ -123,3 +129,35 @@ def test_tf_private_apis():
     tf_compat.create_slots(optimizer, variables)
     assert len(optimizer.get_weights()) == 3  # iterations and Adam's two moments
 
+
+@pytest.mark.unit
+def test_ale_private_state():
+    from invaders.compat import ale as ale_compat
+    from invaders.config import EnvConfig
+    from invaders.rl.envs import make_env
+
+    for observation, frames in (("deepmind", 4), ("raw", 3)):
+        env = make_env(EnvConfig(observation=observation, frame_skip=frames, sticky_action_prob=0.25,
+                                 max_episode_steps=50))
+        env.reset(seed=0)
+        assert ale_compat.frames_per_step(env) == frames
+        assert [ale_compat.action_id(env, a) for a in range(env.action_space.n)][:2] == [0, 1]  # NOOP, FIRE
+        # The RNG copy is ALE's: a step draws twice a frame from it.
+        ale = env.unwrapped.ale
+        before = ale_compat.ale_rng(ale)
+        env.step(0)
+        before.random_raw(2 * frames)
+        after = ale_compat.ale_rng(ale).state["state"]
+        assert after["pos"] == before.state["state"]["pos"]
+        np.testing.assert_array_equal(after["key"], before.state["state"]["key"])
+        limit = next(w for w in _wrappers(env) if type(w).__name__ == "TimeLimit")
+        assert ale_compat.elapsed_steps(limit) == 1
+        ale_compat.set_elapsed_steps(limit, 49)
+        assert env.step(1)[3]  # truncated at 50
+        env.close()
+
+
+def _wrappers(env):
+    while hasattr(env, "env"):
+        yield env
+        env = env.env

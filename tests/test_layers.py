@@ -1,10 +1,12 @@
 """The package's layers, read from the code (AST, imports inside functions count): no import cycles,
 no import of a higher layer, and the light layers keep TensorFlow and the training code out.
 
-    base (config, errors, files, seeding, reproducibility, stats, sources) < compat < rl < tracking
+    compat < base (config, errors, files, seeding, reproducibility, stats, sources) < rl < tracking
     < stages < sweep < ops < cli
 
-A module may import its own layer or lower ones.
+A module may import its own layer or lower ones. `compat` is the bottom: it wraps upstream libraries and
+imports nothing of the project's but itself, so even the base may use it (reproducibility asks it whether
+TensorFlow has started).
 """
 
 import ast
@@ -20,7 +22,7 @@ from invaders import sources
 pytestmark = pytest.mark.unit
 
 PACKAGE = sources.PACKAGE
-LAYERS = ("base", "compat", "rl", "tracking", "stages", "sweep", "ops", "cli")
+LAYERS = ("compat", "base", "rl", "tracking", "stages", "sweep", "ops", "cli")
 HEAVY_LIBRARIES = {"tensorflow", "tf_keras", "keras", "rl"}  # `rl` is keras-rl2
 TRAINING_CODE = {f"invaders.rl.{name}" for name in ("agent", "model", "loop", "replay")}
 

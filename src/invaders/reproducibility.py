@@ -110,9 +110,9 @@ def apply(params, playing: bool = False, without_tensorflow: bool = False) -> di
 def _tensorflow_started() -> bool:
     if "tensorflow" not in sys.modules:
         return False
-    from tensorflow.python.eager import context
+    from invaders.compat import tf as tf_compat  # here: importing it checks TensorFlow's version
 
-    return context.context()._context_handle is not None  # created by the first op
+    return tf_compat.eager_context_started()  # the context is created by the first op
 
 
 def _wanted(params, playing: bool) -> dict[str, object]:

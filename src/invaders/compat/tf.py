@@ -19,3 +19,9 @@ def create_slots(optimizer, variables) -> None:
     `get_weights`/`set_weights` see all of them before the first update: `_create_all_weights`."""
     optimizer._create_all_weights(variables)
 
+
+def eager_context_started() -> bool:
+    """Whether TensorFlow's eager context exists, i.e. its first op has run: `_context_handle`."""
+    from tensorflow.python.eager import context
+
+    return context.context()._context_handle is not None

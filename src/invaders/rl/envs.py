@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from functools import cache
 
 import gymnasium as gym
 import numpy as np
 
+from invaders.compat import ale as ale_compat
 from invaders.config import EnvConfig
 
 
@@ -86,10 +86,7 @@ class RLEnv:
         # which frame took a new action, `_draws` mirrors ALE's RNG: read from its state once a game
         # (a millisecond), then advanced as ALE draws (microseconds a step).
         self._sticky = float(env.unwrapped.ale.getFloat("repeat_action_probability"))
-        self._frames_per_step = env.unwrapped._frameskip if isinstance(env.unwrapped._frameskip, int) else 1
-        for wrapper in self._wrappers():
-            if isinstance(wrapper, gym.wrappers.AtariPreprocessing):
-                self._frames_per_step *= wrapper.frame_skip
+        self._frames_per_step = ale_compat.frames_per_step(env)
         self._held = 0
         self._draws: np.random.MT19937 | None = None
 
@@ -105,10 +102,10 @@ class RLEnv:
     def step(self, action: int):
         if self._sticky > 0:
             if self._draws is None:
-                self._draws = self._ale_rng()
+                self._draws = ale_compat.ale_rng(self.env.unwrapped.ale)
             # ALE takes a new action on the first frame whose draw is not below the probability.
             draws = self._draws.random_raw(2 * self._frames_per_step)[0::2] / 2.0**32
-            applied = self.env.unwrapped._action_set[int(action)].value
+            applied = ale_compat.action_id(self.env, action)
             if applied != self._held and (draws >= self._sticky).any():
                 self._held = applied
         obs, reward, terminated, truncated, info = self.env.step(int(action))
@@ -136,7 +133,7 @@ class RLEnv:
                 arrays.update({f"obs_buffer/{i}": b for i, b in enumerate(wrapper.obs_buffer)})
                 meta["preprocessing"] = {"lives": wrapper.lives, "game_over": wrapper.game_over}
             elif isinstance(wrapper, gym.wrappers.TimeLimit):
-                meta["elapsed_steps"] = wrapper._elapsed_steps
+                meta["elapsed_steps"] = ale_compat.elapsed_steps(wrapper)
         return arrays, meta
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -150,7 +147,7 @@ class RLEnv:
         if self._sticky > 0 and self._held != 0:
             # restoreState leaves ALE's held action at the reset's NOOP: apply the saved one until
             # ALE takes it (the first frame whose draw allows it), then restore the state again.
-            draws = self._ale_rng().random_raw(2000)[0::2] / 2.0**32
+            draws = ale_compat.ale_rng(unwrapped.ale).random_raw(2000)[0::2] / 2.0**32
             for _ in range(int(np.argmax(draws >= self._sticky)) + 1):
                 unwrapped.ale.act(ale_py.Action(self._held))
             unwrapped.ale.restoreState(state)
@@ -164,17 +161,7 @@ class RLEnv:
                 wrapper.obs_buffer = [arrays[f"obs_buffer/{i}"].copy() for i in range(len(wrapper.obs_buffer))]
                 wrapper.lives, wrapper.game_over = meta["preprocessing"]["lives"], meta["preprocessing"]["game_over"]
             elif isinstance(wrapper, gym.wrappers.TimeLimit):
-                wrapper._elapsed_steps = meta["elapsed_steps"]
-
-    def _ale_rng(self) -> np.random.MT19937:
-        """A copy of ALE's RNG as it is now. ALE serializes it (std::mt19937) as text at the end of its
-        state, before two ints; each frame draws twice from it, player A's sticky draw first."""
-        serialized = self.env.unwrapped.ale.cloneState(include_rng=True).serialize()[:-8]
-        numbers = [int(n) for n in re.findall(rb"\d+", serialized[-8000:])[-625:]]
-        mt = np.random.MT19937()
-        mt.state = {"bit_generator": "MT19937", "state": {"key": np.array(numbers[:624], np.uint32),
-                                                            "pos": numbers[624]}}
-        return mt
+                ale_compat.set_elapsed_steps(wrapper, meta["elapsed_steps"])
 
     def _wrappers(self):
         env = self.env
