@@ -51,7 +51,7 @@ mlflow-ui: install
 # The README's screenshots of the MLflow UI, taken by its browser test on a tiny pipeline run.
 ui-screenshots: install
 	mkdir -p docs
-	INVADERS_SCREENSHOTS=$(CURDIR)/docs $(RUN) python -m pytest tests/test_pipeline.py -k mlflow_ui -q
+	INVADERS_SCREENSHOTS=$(CURDIR)/docs $(RUN) python -m pytest tests/stages/test_pipeline.py -k mlflow_ui -q
 
 # A team's server: PostgreSQL, logins (README, Team server); e.g. ARGS="--local-postgres pg".
 mlflow-server: install

@@ -1,6 +1,6 @@
 """Rewrite each stage's command and `src/` deps in dvc.yaml from the code: the stage function's path
 arguments (their defaults) and the files its script runs (`invaders.sources.closure`). Run it after moving
-or adding modules; tests/test_dvc_deps.py fails until dvc.yaml agrees with the code."""
+or adding modules; tests/base/test_dvc_deps.py fails until dvc.yaml agrees with the code."""
 
 import importlib
 import inspect

@@ -261,7 +261,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 # The games ale-py 0.12 registers, as `ALE/<game>-v5`: a table, so validating params needs neither
-# gymnasium nor the emulator (tests/test_config.py checks it against ale-py's registry).
+# gymnasium nor the emulator (tests/base/test_config.py checks it against ale-py's registry).
 ALE_GAMES = frozenset("""
 Adventure AirRaid Alien Amidar Assault Asterix Asteroids Atlantis Atlantis2 Backgammon BankHeist BasicMath
 BattleZone BeamRider Berzerk Blackjack Bowling Boxing Breakout Carnival Casino Centipede ChopperCommand

@@ -1,7 +1,7 @@
 """The project's own source files a module runs: its import closure, read from the code (AST), never by importing it.
 
 Two things depend on exactly that set: `dvc.yaml`'s deps (a stage re-runs when code it runs changes,
-and only then; tests/test_dvc_deps.py keeps them equal) and a training checkpoint's fingerprint (a killed
+and only then; tests/base/test_dvc_deps.py keeps them equal) and a training checkpoint's fingerprint (a killed
 run resumes unless code the train stage runs has changed). Imports inside functions count: they run too.
 Importing `invaders.a.b` runs `invaders/__init__.py` and `invaders/a/__init__.py` first, so they count too.
 """

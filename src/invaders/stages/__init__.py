@@ -3,7 +3,7 @@
 Each is a function of the params and the paths it reads and writes; the stage scripts in
 `pipeline/` parse those paths from the command `dvc.yaml` gives them (`arguments`) and call it,
 and a sweep trial calls the same functions in its own directory. The defaults of the path
-arguments are the pipeline's layout under `data/` (tests/test_dvc_deps.py checks `dvc.yaml`
+arguments are the pipeline's layout under `data/` (tests/base/test_dvc_deps.py checks `dvc.yaml`
 against them). Every stage records itself in MLflow and writes its outputs atomically.
 
 Training is one MLflow run with everything (params, per-episode and step metrics, system metrics,
