@@ -21,8 +21,7 @@ def main() -> None:
         function = getattr(importlib.import_module(f"invaders.stages.{name}"), name)
         paths = " ".join(f"--{key.replace('_', '-')} {p.default}" for key, p in inspect.signature(function).parameters.items()
                          if isinstance(p.default, Path))
-        code = sorted({p.relative_to(ROOT).as_posix() for p in sources.closure(ROOT / "pipeline" / f"{name}.py")}
-                      | {"src/invaders/__init__.py"})
+        code = [p.relative_to(ROOT).as_posix() for p in sources.closure(ROOT / "pipeline" / f"{name}.py")]
         data = [d for d in stage["deps"] if not d.startswith(("src/", "pipeline/"))]
         deps = "".join(f"      - {d}\n" for d in [f"pipeline/{name}.py", *code, *data])
         block = re.compile(rf"(  {name}:\n    cmd: )[^\n]*\n    deps:\n(?:      - [^\n]*\n)+")

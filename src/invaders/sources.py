@@ -47,7 +47,7 @@ def closure(path: Path) -> list[Path]:
     """Every project file that importing (or running) the file at `path` runs, sorted; `path` itself
     is included if it is part of the package."""
     seen: set[str] = set()
-    todo = set().union(*(_with_parents(n) for n in imported(path))) if imported(path) else set()
+    todo = set().union(*(_with_parents(n) for n in imported(path)))
     while todo:
         name = todo.pop()
         if name in seen:

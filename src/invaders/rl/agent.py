@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import tensorflow as tf
 
-from invaders.rl import checkpoint
 from invaders.compat import tf as tf_compat
 from invaders.compat.keras_rl2 import adam, load_rl
 from invaders.config import AgentConfig, Params
+from invaders.rl import checkpoint
 from invaders.rl.model import check_fits, load_network, uses_bfloat16, with_precision
 from invaders.rl.replay import PrioritizedReplayMemory, ReplayMemory
 
@@ -41,8 +40,8 @@ class FastDQNAgent(rl.DQNAgent):
       on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
     It adds what keras-rl2 lacks: multi-step targets (the memory sums n rewards and gives each
     transition its bootstrap discount, gamma ** n or 0) and importance-weighted losses whose TD
-    errors go back to a `PrioritizedReplayMemory` as priorities. With n = 1 and uniform sampling every weight is 1
-    and the update is keras-rl2's.
+    errors go back to a `PrioritizedReplayMemory` as priorities. With n = 1 and uniform sampling
+    every weight is 1 and the update is keras-rl2's.
     """
 
     training_steps = 1  # fit's nb_steps: how far prioritized replay's beta has annealed

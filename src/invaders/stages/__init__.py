@@ -5,14 +5,6 @@ Each is a function of the params and the paths it reads and writes; the stage sc
 and a sweep trial calls the same functions in its own directory. The defaults of the path
 arguments are the pipeline's layout under `data/` (tests/base/test_dvc_deps.py checks `dvc.yaml`
 against them). Every stage records itself in MLflow and writes its outputs atomically.
-
-Training is one MLflow run with everything (params, per-episode and step metrics, system metrics,
-the model and artifacts). A run that is killed continues from its last good checkpoint when it is
-started again, in the same MLflow run, and ends with the same outputs as an uninterrupted one.
-Its tracking goes through an outbox (invaders.tracking.outbox), so training goes on while the
-server is away. If it is still away when training ends, the outputs are written anyway, the unsent
-records are kept in `<out>/unsent-tracking.jsonl` and TrackingPending (exit code 3) is raised;
-started again when the server is back, the stage sends them without training again.
 """
 
 from __future__ import annotations

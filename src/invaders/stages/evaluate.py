@@ -11,10 +11,23 @@ from invaders.tracking import runnote
 from invaders.tracking.store import TrackingError, connect, log_output_hashes, redact, run_exists, tracking_uri
 
 
-def _evaluate_run(params: Params, model_path: Path, train_run_id: str, out: Path, baseline_mean: float,
-                 baseline_run_id: str | None = None) -> dict:
+def evaluate(params: Params, model: Path = Path("data/train/model.keras"),
+             train_run: Path = Path("data/train/mlflow_run.json"), baseline: Path = Path("data/baseline/metrics.json"),
+             baseline_run: Path = Path("data/baseline/mlflow_run.json"), out: Path = Path("data/eval"),
+             echo: Echo = print) -> dict:
     """The trained agent plays `evaluate.episodes` seeded episodes: `out/episodes.csv`, `out/metrics.json`
-    (and the video), recorded in the training run. Needs `reproducibility.apply` before TensorFlow's first op."""
+    (and the video), recorded in the training run as metrics, tags and artifacts."""
+    files.require(model)
+    train_run_id = files.read_json(train_run)["run_id"]
+    baseline_run_id = files.read_json(baseline_run)["run_id"]
+    baseline_mean = files.read_json(baseline)["mean_reward"]
+    connect(params.mlflow.experiment)
+    for path, run_id in ((train_run, train_run_id), (baseline_run, baseline_run_id)):
+        if not run_exists(run_id):
+            raise TrackingError(f"{path}: run {run_id} is not in the MLflow store {redact(tracking_uri())!r}"
+                                " (was the store changed since?); rerun the pipeline: dvc repro -f")
+    reproducibility.apply(params, playing=True)
+
     import mlflow
 
     from invaders.rl.agent import load_agent
@@ -22,7 +35,7 @@ def _evaluate_run(params: Params, model_path: Path, train_run_id: str, out: Path
     from invaders.rl.play import play_agent
 
     cfg = params.evaluate
-    agent = load_agent(model_path, params, training=False, test_epsilon=cfg.epsilon)
+    agent = load_agent(model, params, training=False, test_epsilon=cfg.epsilon)
     video = out / "video" / "episode.mp4" if cfg.video else None
     (out / "video").mkdir(parents=True, exist_ok=True)
     episodes = play_agent(agent, params.env, cfg.episodes, params.stream_seed("evaluate"), video=video)
@@ -38,33 +51,14 @@ def _evaluate_run(params: Params, model_path: Path, train_run_id: str, out: Path
     # keep metrics.json's names, the baseline run's: one column and one chart compare them.
     with mlflow.start_run(run_id=train_run_id):
         evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
-        mlflow.set_tags({"baseline_run_id": baseline_run_id or "none", "eval.count": evals,
+        mlflow.set_tags({"baseline_run_id": baseline_run_id, "eval.count": evals,
                          "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video}
                        | {f"eval.{k}": v for k, v in reproducibility.tags().items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=evals)
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
         log_output_hashes(out / "episodes.csv", out / "metrics.json", *([video] if video else []))
     runnote.write(train_run_id)
-    return metrics
-
-
-def evaluate(params: Params, model: Path = Path("data/train/model.keras"),
-             train_run: Path = Path("data/train/mlflow_run.json"), baseline: Path = Path("data/baseline/metrics.json"),
-             baseline_run: Path = Path("data/baseline/mlflow_run.json"), out: Path = Path("data/eval"),
-             echo: Echo = print) -> dict:
-    """The trained agent plays `evaluate.episodes` seeded episodes; scores and video go to the training run."""
-    files.require(model)
-    train_run_id = files.read_json(train_run)["run_id"]
-    baseline_run_id = files.read_json(baseline_run)["run_id"]
-    baseline_mean = files.read_json(baseline)["mean_reward"]
-    connect(params.mlflow.experiment)
-    for path, run_id in ((train_run, train_run_id), (baseline_run, baseline_run_id)):
-        if not run_exists(run_id):
-            raise TrackingError(f"{path}: run {run_id} is not in the MLflow store {redact(tracking_uri())!r}"
-                                " (was the store changed since?); rerun the pipeline: dvc repro -f")
-    reproducibility.apply(params, playing=True)
-    metrics = _evaluate_run(params, model, train_run_id, out, baseline_mean, baseline_run_id)
     ratio = metrics["improvement"]
-    echo(f"evaluate: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f} over {params.evaluate.episodes}"
+    echo(f"evaluate: mean {metrics['mean_reward']:.1f} ± {metrics['std_reward']:.1f} over {cfg.episodes}"
          f" episodes ({'n/a' if ratio is None else f'{ratio:.2f}x'} the random baseline's {baseline_mean:.1f})")
     return metrics

@@ -73,28 +73,33 @@ def _deliver(outbox, fingerprint: str, model_path: Path, out: Path) -> None:
                           " (nothing is trained again)")
 
 
-def _train_run(params: Params, model_path: Path, out: Path, experiment_id: str, tags: dict[str, str] | None = None,
-              on_checkpoint: Callable[[Path, dict], None] | None = None, echo: Callable[[str], None] = print) -> str:
-    """Train the network at `model_path` into `out` (model.keras, last.keras, history.csv, validation.csv,
+def train(params: Params, model: Path = Path("data/model/model.keras"), out: Path = Path("data/train"),
+          tags: dict[str, str] | None = None, on_checkpoint: Callable[[Path, dict], None] | None = None,
+          echo: Echo = print) -> str:
+    """Train the network at `model` into `out` (model.keras, last.keras, history.csv, validation.csv,
     metrics.json, mlflow_run.json), tracked in one MLflow run with `tags` (a sweep trial's parent link);
     returns the run's id. Checkpoints go to `out/checkpoints`; `on_checkpoint(path, metrics)` is told of
     each, with the latest validation score (a sweep reports them to Ray). Resumes from the newest good one."""
+    files.require(model)
+    reproducibility.apply(params)  # before TensorFlow's first op
+    experiment_id = connect(params.mlflow.experiment)
+
     from tqdm import tqdm
 
     from invaders.compat.mlflow import SystemMetrics
     from invaders.rl import checkpoint
-    from invaders.rl.loop import HISTORY_FIELDS, VALIDATION_FIELDS, save_networks, train, train_summary
+    from invaders.rl import loop  # its `train` is the fit loop this stage runs
     from invaders.tracking.outbox import Outbox, read_unsent
 
     checkpoints, unsent_file = out / "checkpoints", out / "unsent-tracking.jsonl"
     # Only code training runs decides whether a checkpoint is still good: an edit elsewhere keeps it.
-    fingerprint = checkpoint.fingerprint(params, model_path, sources.digest(sources.closure(Path(__file__))))
+    fingerprint = checkpoint.fingerprint(params, model, sources.digest(sources.closure(Path(__file__))))
     if (kept := read_unsent(unsent_file)) is not None:  # an earlier run ended while the server was away
         header, records = kept
         outbox = Outbox(header["run_id"], out / ".outbox-spill.jsonl")
         for record in records:
             outbox.put(record)
-        _deliver(outbox, header["fingerprint"], model_path, out)
+        _deliver(outbox, header["fingerprint"], model, out)
         echo(f"train: sent {len(records)} tracking records and the artifacts kept by run {header['run_id']}")
         if header["fingerprint"] == fingerprint and all((out / name).is_file() for name in TRAIN_OUTPUTS):
             echo("train: the outputs are those of the current params and code: nothing to train")
@@ -131,7 +136,7 @@ def _train_run(params: Params, model_path: Path, out: Path, experiment_id: str, 
     system.start()
     started = time.perf_counter() - (resume.meta["progress"]["elapsed"] if resume else 0.0)
     try:
-        agent, history, validator = train(params, model_path, sink=sink, checkpoint_dir=checkpoints,
+        agent, history, validator = loop.train(params, model, sink=sink, checkpoint_dir=checkpoints,
                                           checkpoint_meta={"fingerprint": fingerprint, "run_id": run_id},
                                           resume=resume, on_checkpoint=saved if on_checkpoint else None)
     except BaseException as exc:  # Ctrl-C or a crash: send what was logged, mark the run, re-raise
@@ -140,29 +145,18 @@ def _train_run(params: Params, model_path: Path, out: Path, experiment_id: str, 
         end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     system.finish()
-    summary = train_summary(params, history, validator.rows, time.perf_counter() - started)
+    summary = loop.train_summary(params, history, validator.rows, time.perf_counter() - started)
 
-    save_networks(agent, validator, params.train.keep, out)
-    files.write_csv(out / "history.csv", history, HISTORY_FIELDS)
-    files.write_csv(out / "validation.csv", validator.rows, VALIDATION_FIELDS)
+    loop.save_networks(agent, validator, params.train.keep, out)
+    files.write_csv(out / "history.csv", history, loop.HISTORY_FIELDS)
+    files.write_csv(out / "validation.csv", validator.rows, loop.VALIDATION_FIELDS)
     files.write_json(out / "metrics.json", summary)
     files.write_json(out / "mlflow_run.json", {"run_id": run_id})
     checkpoint.clear(checkpoints)  # the outputs supersede them
     outbox.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))}, step=0)
-    _deliver(outbox, fingerprint, model_path, out)
+    _deliver(outbox, fingerprint, model, out)
     kept = f"kept the network from step {summary['selected_step']}"
     if summary["selected_val_mean_reward"] is not None:
         kept += f" (validation mean {summary['selected_val_mean_reward']:.1f})"
     echo(f"train: {summary['steps']} steps, {summary['episodes']} episodes, {summary['steps_per_s']} steps/s; {kept}")
     return run_id
-
-
-def train(params: Params, model: Path = Path("data/model/model.keras"), out: Path = Path("data/train"),
-          tags: dict[str, str] | None = None, on_checkpoint: Callable[[Path, dict], None] | None = None,
-          echo: Echo = print) -> str:
-    """keras-rl2 DQN on the built network, one MLflow run with everything (see the module's text);
-    returns the run's id. `tags` and `on_checkpoint` are a sweep trial's (its parent run, Ray)."""
-    files.require(model)
-    reproducibility.apply(params)  # before TensorFlow's first op
-    experiment_id = connect(params.mlflow.experiment)
-    return _train_run(params, model, out, experiment_id, tags=tags, on_checkpoint=on_checkpoint, echo=echo)

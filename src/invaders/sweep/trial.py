@@ -40,6 +40,7 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(config["cpus"])
 
     from invaders.rl import checkpoint
+    from invaders.rl.episodes import read_rewards
     from invaders.stages.baseline import baseline
     from invaders.stages.build import build
     from invaders.stages.evaluate import evaluate
@@ -69,7 +70,7 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
             report({**metrics, "node": node}, path)
 
     run_id = train(params, out / "model" / "model.keras", out / "train", tags=tags, on_checkpoint=saved,
-                          echo=_to_stderr)
+                   echo=_to_stderr)
     # The evaluate stage plays on one thread, which TensorFlow fixes at its first op: this process has
     # trained, so the evaluation runs in a fresh one, and scores what the stage would.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
@@ -81,7 +82,7 @@ def run_trial(config: dict, report=None, restored: Path | None = None) -> dict:
     return {"step": params.train.steps, "val_mean_reward": validation[-1] if validation else math.nan,
             "eval_mean_reward": evaluation["mean_reward"],
             "val_best_mean_reward": max(validation) if validation else math.nan,
-            "rewards": [float(r) for r in _column(out / "eval" / "episodes.csv", "reward")],
+            "rewards": read_rewards(out / "eval" / "episodes.csv"),
             "selected_step": trained["selected_step"], "run_id": run_id, "node": node, "done": True}
 
 
