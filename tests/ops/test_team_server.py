@@ -317,7 +317,9 @@ def test_two_trainings_survive_the_server_going_away(server, writer_project, tmp
     results = {}
 
     def pipeline(name):
-        results[name] = run(["dvc", "repro", "train"], projects[name], check=False, **server.writer())
+        # A loaded machine can take a minute to start PostgreSQL and MLflow again: wait for it.
+        results[name] = run(["dvc", "repro", "train"], projects[name], check=False, INVADERS_TRACKING_WAIT="300",
+                            **server.writer())
 
     threads = [threading.Thread(target=pipeline, args=(name,)) for name in projects]
     for t in threads:

@@ -24,6 +24,7 @@ from invaders.tracking.store import TrackingPending, connect, end_run, log_outpu
 TRAIN_OUTPUTS = ("model.keras", "last.keras", "history.csv", "validation.csv", "metrics.json")
 # Seconds to wait at the end for a tracking server that is away (a restart takes tens of seconds).
 FLUSH_WAIT = float(os.environ.get("INVADERS_TRACKING_WAIT", "60"))
+FINISH_RETRY = 5.0  # seconds between tries at sending the artifacts
 
 
 def pip_requirements() -> list[str]:
@@ -59,14 +60,17 @@ def _deliver(outbox, fingerprint: str, model_path: Path, out: Path) -> None:
     from invaders.tracking.outbox import save_unsent
 
     unsent_file = out / "unsent-tracking.jsonl"
+    deadline = time.monotonic() + FLUSH_WAIT
     unsent = outbox.close(FLUSH_WAIT)
-    if not unsent:
+    while not unsent:
         try:
-            _finish_run(outbox.run_id, model_path, out)
+            _finish_run(outbox.run_id, model_path, out)  # each part overwrites its own: safe to repeat
             unsent_file.unlink(missing_ok=True)
             return
         except (MlflowException, OSError):  # the server went away while the artifacts were sent
-            pass
+            if time.monotonic() + FINISH_RETRY > deadline:
+                break
+            time.sleep(FINISH_RETRY)  # within the same wait: a restart takes tens of seconds
     save_unsent(unsent_file, outbox.run_id, fingerprint, unsent)
     raise TrackingPending(f"train: outputs written, but the tracking server does not answer: {len(unsent)} records"
                           f" and the run's artifacts are kept in {unsent_file}; run the stage again when it is back"
