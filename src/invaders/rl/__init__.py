@@ -1,0 +1,1 @@
+"""The RL core: environments, Q-networks, replay memory, the DQN agent and its training loop, playing."""
