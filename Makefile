@@ -15,7 +15,7 @@ STAMP  := $(VENV)/.installed-$(PY_VERSION)
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install check-python repro test test-fast docs docs-serve check-lock bench lock \
+.PHONY: install check-python repro test test-fast test-prerequisites docs docs-serve check-lock bench lock \
 	lock-upgrade mlflow-ui ui-screenshots mlflow-server clean
 
 install: $(STAMP)
@@ -52,8 +52,14 @@ $(STAMP): requirements.lock pyproject.toml
 repro: install
 	$(RUN) dvc repro
 
-test: install
+# The Debian packages the suite needs (chromium, postgresql) are installed first if missing, or named with the
+# command that installs them (exit 2) before anything else is installed and any test runs. test-fast needs none.
+test: test-prerequisites install
 	$(RUN) python -m pytest -n 2 --dist loadscope
+
+test-prerequisites:
+	$(check_python)
+	@scripts/test-prerequisites.sh
 
 test-fast: install
 	$(RUN) python -m pytest -m unit -n 2 --dist loadscope -q
@@ -105,6 +111,7 @@ mlflow-ui: install
 
 # The README's screenshots of the MLflow UI, taken by its browser test on a tiny pipeline run.
 ui-screenshots: install
+	@scripts/test-prerequisites.sh chromium
 	mkdir -p docs
 	INVADERS_SCREENSHOTS=$(CURDIR)/docs $(RUN) python -m pytest tests/stages/test_pipeline.py -k mlflow_ui -q
 

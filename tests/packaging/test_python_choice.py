@@ -75,6 +75,14 @@ def test_a_venv_made_by_another_python_is_rebuilt(project, tmp_path):
     assert "make: .venv was made by Python a Python that no longer runs, not 3.11" in result.stdout
 
 
+def test_make_test_checks_the_debian_packages_first_and_test_fast_does_not(project, tmp_path):
+    python = fake_python(tmp_path / "bin" / "python3.11", "3.11")
+    full = make(project, "-n", "test", f"PYTHON={python}", path=str(tmp_path / "empty")).stdout.splitlines()
+    assert full[0] == "scripts/test-prerequisites.sh" and "pytest" in full[-1], full
+    fast = make(project, "-n", "test-fast", f"PYTHON={python}", path=str(tmp_path / "empty")).stdout
+    assert "pytest -m unit" in fast and "test-prerequisites" not in fast
+
+
 def refusal(result: subprocess.CompletedProcess) -> str:
     """The one line on stderr, less make's `Makefile:N: *** `."""
     [line] = result.stderr.splitlines()
