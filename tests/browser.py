@@ -6,8 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-# Debian's package (.ci/run installs it); on a GitHub runner, the image's Chrome.
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "google-chrome"))), "/usr/bin/chromium")
+# Debian's package (scripts/test-prerequisites.sh installs it); on a GitHub runner, the image's Chrome; or the
+# browser named by INVADERS_CHROMIUM (the same choice as that script's).
+CHROMIUM = (os.environ.get("INVADERS_CHROMIUM")
+            or next(filter(None, map(shutil.which, ("chromium", "google-chrome"))), "/usr/bin/chromium"))
 # No background connections: this machine reaches no network, and Chromium would log each refusal.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
