@@ -17,7 +17,7 @@ import os
 import sys
 
 from invaders.errors import UserError, first_line
-from invaders.tracking.store import redact, refusal, tracking_uri
+from invaders.tracking.store import no_retries, redact, refusal, tls_problem, tracking_uri
 
 ROLES = ("reader", "writer", "admin")
 
@@ -36,6 +36,8 @@ def read_password(name: str) -> str:
 
 
 def _reason(exc: Exception) -> str:
+    if tls := tls_problem(exc):
+        return tls
     kind = refusal(exc)
     if kind == "unauthenticated":
         return ("unauthenticated: give an admin's login in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
@@ -59,7 +61,10 @@ def add_user(name: str, role: str, password: str, experiment: str, model_name: s
         raise UserError(f"MLFLOW_TRACKING_URI must name the team server (http[s]://...), not {redact(uri)!r}")
     auth = get_app_client("basic-auth", tracking_uri=uri)
     try:
-        auth.create_user(name, password)
+        # The first request: a server that does not answer or is not trusted fails in seconds (and a
+        # user created by a try whose answer was lost would make the next one fail).
+        with no_retries(timeout=None):
+            auth.create_user(name, password)
         if role == "admin":
             auth.update_user_admin(name, True)
         elif role == "writer":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +88,13 @@ def _env(**values: str):
                 os.environ[k] = v
 
 
+def no_retries(timeout: int | None = 10):
+    """For a first request to a server: no retries with back-off, and a short timeout (or MLflow's); so a
+    server that does not answer, refuses, or is not trusted fails in seconds, not after minutes of retrying."""
+    return _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", **({} if timeout is None else
+                                                        {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}))
+
+
 def redact(uri: str) -> str:
     """`uri` without a password in it (`https://user:secret@host` -> `https://user:***@host`)."""
     from urllib.parse import urlsplit, urlunsplit
@@ -98,6 +106,73 @@ def redact(uri: str) -> str:
 
 
 LOGIN_HINT = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+CA_VAR = "MLFLOW_TRACKING_SERVER_CERT_PATH"  # MLflow's: the CA certificate (PEM) that a client trusts
+
+
+def tls_problem(exc: BaseException) -> str | None:
+    """Why the client would not talk to an HTTPS server, in one line naming the fix; None if `exc` is not
+    about the server's certificate. MLflow words these as any failed request; only the text tells."""
+    text, ca = str(exc), os.environ.get(CA_VAR)
+    if "Could not find a suitable TLS CA certificate bundle" in text:
+        return f"{CA_VAR} names no readable file ({ca!r}): give the path of the CA's certificate (PEM)"
+    if "CERTIFICATE_VERIFY_FAILED" not in text:
+        return None
+    found = re.search(r"certificate verify failed: (.*?)\.?\s*(?:\(_ssl\.c|'\)|$)", text)
+    detail = found.group(1) if found else "certificate verify failed"
+    if "mismatch" in detail:
+        return f"its TLS certificate is not for this host ({detail}): use a host name the certificate names"
+    if "expired" in detail:
+        return f"its TLS certificate has expired ({detail}): the server needs a new one"
+    if ca:
+        return f"its TLS certificate is not trusted ({detail}): the CA certificate in {CA_VAR} ({ca}) did not sign it"
+    return f"its TLS certificate is not trusted ({detail}); set {CA_VAR} to the CA's certificate"
+
+
+# What a server answers that the same request sent again may change: timeouts, conflicts, overload.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 499})
+
+
+def permanent(exc: BaseException) -> bool:
+    """Whether sending the same request again cannot work until someone changes something: a refusal
+    (HTTP 4xx: a login, a permission, a malformed request, a run that is gone), a certificate the client
+    does not trust, or a bug in the sender (anything that is neither MLflow's error nor the network's).
+    Not the network's failures (refused, reset, timed out: MLflow reports them as INTERNAL_ERROR), 5xx, 429."""
+    from mlflow.exceptions import MlflowException
+
+    if tls_problem(exc):
+        return True
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()
+        return 400 <= status < 500 and status not in RETRY_STATUSES
+    return not isinstance(exc, OSError)
+
+
+def stopped_by(exc: BaseException, what: str) -> str:
+    """What stopped sending `what` for good, in one line: the server's refusal as it gave it (`the tracking
+    server refused the run's records: HTTP 403 PERMISSION_DENIED: Permission denied`), its certificate, or a
+    bug's own words."""
+    from mlflow.exceptions import MlflowException
+
+    if tls := tls_problem(exc):
+        return f"{what} cannot be sent: " + tls.replace("its TLS", "the tracking server's TLS", 1)
+    if isinstance(exc, MlflowException):
+        return f"the tracking server refused {what}: {server_answer(exc)}"
+    return f"sending {what} failed: {type(exc).__qualname__}: {first_line(exc)} (a bug)"
+
+
+def server_answer(exc) -> str:
+    """An MlflowException's refusal in one line, as the server gave it: `HTTP 403 PERMISSION_DENIED: Permission
+    denied`; or the client's own, if it refused before sending."""
+    from mlflow.exceptions import RestException
+
+    message = exc.json.get("message", exc.message) if isinstance(exc, RestException) else exc.message
+    answered = re.match(r"API request to endpoint \S+ failed with error code (\d+) != \d+\. Response body: '(.*)'\Z",
+                        str(message), re.S)
+    if answered:  # a text answer (MLflow's auth app answers so)
+        return f"HTTP {answered.group(1)} {exc.error_code}: {first_line(answered.group(2))}"
+    if isinstance(exc, RestException):
+        return f"HTTP {exc.get_http_status_code()} {exc.error_code}: {first_line(message)}"
+    return f"{exc.error_code}: {first_line(message)}"  # refused by the client itself, before sending
 
 
 def refusal(exc: Exception) -> str | None:
@@ -118,6 +193,8 @@ def refusal(exc: Exception) -> str | None:
 def _refusal(exc: Exception, uri: str, experiment: str) -> str:
     """Why the store refused us, in one line, naming the fix; never the password."""
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if tls := tls_problem(exc):
+        return tls
     kind = refusal(exc)
     if kind == "unauthenticated":
         if not user and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
@@ -143,7 +220,7 @@ def connect(experiment: str) -> str:
     uri, artifact_root = tracking_uri(), _artifact_root()
     mlflow.set_tracking_uri(uri)  # which also sets MLFLOW_TRACKING_URI
     # Only for these first calls: no retries with back-off, a short timeout.
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), store_lock(uri):
+    with no_retries(), store_lock(uri):
         try:
             found = mlflow.get_experiment_by_name(experiment)
             if found is None:
@@ -172,7 +249,7 @@ def experiment_link(experiment: str) -> str:
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+    with no_retries():
         try:
             found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
         except (MlflowException, OSError) as exc:
