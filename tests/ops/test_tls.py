@@ -104,6 +104,9 @@ def https_server(cert):
 @pytest.mark.parametrize("identity, trusted_ca, says", [
     ("127.0.0.1", None, r"its TLS certificate is not trusted \(unable to get local issuer certificate\); set"
                         r" MLFLOW_TRACKING_SERVER_CERT_PATH to the CA's certificate"),
+    # As a CI secret that is not set gives: MLflow alone would check no certificate at all.
+    ("127.0.0.1", "", r"its TLS certificate is not trusted \(unable to get local issuer certificate\); set"
+                      r" MLFLOW_TRACKING_SERVER_CERT_PATH to the CA's certificate"),
     ("127.0.0.1", "other", r"its TLS certificate is not trusted \(unable to get local issuer certificate\): the CA"
                            r" certificate in MLFLOW_TRACKING_SERVER_CERT_PATH \(\S+/other\.pem\) did not sign it"),
     ("server.example", "ca", r"its TLS certificate is not for this host \(IP address mismatch, certificate is not"
@@ -111,7 +114,7 @@ def https_server(cert):
     ("expired", "ca", r"its TLS certificate has expired \(certificate has expired\): the server needs a new one"),
     ("127.0.0.1", "missing", r"MLFLOW_TRACKING_SERVER_CERT_PATH names no readable file \('\S+/missing\.pem'\): give"
                              r" the path of the CA's certificate \(PEM\)"),
-], ids=["no CA", "another CA", "another host", "expired", "no CA file"])
+], ids=["no CA", "empty CA variable", "another CA", "another host", "expired", "no CA file"])
 def test_a_certificate_the_client_does_not_accept_is_one_line_in_seconds(tmp_path, monkeypatch, ca, identity,
                                                                           trusted_ca, says):
     """The check every stage (and `invaders ui`) makes first names the URI, why, and the fix; no retries."""
@@ -123,8 +126,8 @@ def test_a_certificate_the_client_does_not_accept_is_one_line_in_seconds(tmp_pat
     ca.cert_pem.write_to_path(tmp_path / "ca.pem")
     trustme.CA().cert_pem.write_to_path(tmp_path / "other.pem")
     monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH", raising=False)
-    if trusted_ca:
-        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(tmp_path / f"{trusted_ca}.pem"))
+    if trusted_ca is not None:
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", trusted_ca and str(tmp_path / f"{trusted_ca}.pem"))
     with https_server(cert) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         started = time.monotonic()

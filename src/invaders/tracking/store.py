@@ -22,6 +22,7 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 # The run's output hashes, in `sha256sum` format: the artifact and a tag with its digest.
 HASHES = "outputs.sha256"
+CA_VAR = "MLFLOW_TRACKING_SERVER_CERT_PATH"  # MLflow's: the CA certificate (PEM) a client trusts for HTTPS
 
 
 class TrackingError(UserError):
@@ -35,6 +36,10 @@ class TrackingPending(TrackingError):
 
 
 def tracking_uri() -> str:
+    """The tracking store every entry point uses (each asks this first). An empty MLFLOW_TRACKING_SERVER_CERT_PATH,
+    as a CI secret that is not set gives, goes: MLflow would pass it on as `verify=""`, checking no certificate."""
+    if os.environ.get(CA_VAR) == "":
+        del os.environ[CA_VAR]
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     root = Path(os.environ.get("DVC_ROOT") or ".").resolve()
@@ -106,7 +111,6 @@ def redact(uri: str) -> str:
 
 
 LOGIN_HINT = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-CA_VAR = "MLFLOW_TRACKING_SERVER_CERT_PATH"  # MLflow's: the CA certificate (PEM) that a client trusts
 
 
 def tls_problem(exc: BaseException) -> str | None:
