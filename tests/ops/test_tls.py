@@ -59,8 +59,9 @@ def test_the_script_checks_its_certificate_and_key_before_starting(tmp_path, ca)
         (["--tls-cert", cert], re.escape(both)),
         (["--tls-cert", cert, "--tls-key", str(tmp_path / "nope.pem")],
          re.escape(f"mlflow-server: --tls-key: cannot read '{tmp_path / 'nope.pem'}'")),
-        (["--tls-cert", cert, "--tls-key", other_key], r"mlflow-server: --tls-cert, --tls-key: not a PEM certificate"
-                                                       r" and its unencrypted private key \(\[\w+: KEY_VALUES_MISMATCH\].*\)"),
+        (["--tls-cert", cert, "--tls-key", other_key],
+         r"mlflow-server: --tls-cert, --tls-key: not a PEM certificate and its unencrypted private key"
+         r" \(\[\w+: KEY_VALUES_MISMATCH\].*\)"),
     ]
     for options, says in cases:  # off loopback, and no warning: it would serve HTTPS
         result = run(["bash", SCRIPT, *BACKEND, "--host", "0.0.0.0", *options], tmp_path, check=False)

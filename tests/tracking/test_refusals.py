@@ -89,9 +89,9 @@ KEPT = "; keeping them for the next run of the stage, training goes on"
      REFUSED + "HTTP 404 RESOURCE_DOES_NOT_EXIST: Run with id=r not found" + KEPT),
     (MlflowException.invalid_parameter_value("Invalid value nan for metric 'x'"),  # the client's own, before sending
      REFUSED + "INVALID_PARAMETER_VALUE: Invalid value nan for metric 'x'" + KEPT),
-    (network("HTTPSConnectionPool(host='h', port=443): Max retries exceeded (Caused by SSLError(SSLCertVerificationError("
-             "1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate"
-             " (_ssl.c:1006)')))"),
+    (network("HTTPSConnectionPool(host='h', port=443): Max retries exceeded (Caused by SSLError("
+             "SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get"
+             " local issuer certificate (_ssl.c:1006)')))"),
      "tracking: the run's records cannot be sent: the tracking server's TLS certificate is not trusted (unable to get"
      " local issuer certificate); set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA's certificate" + KEPT),
     (TypeError("must be real number, not str"),
@@ -185,7 +185,7 @@ def test_artifacts_refused_are_not_sent_again_within_the_wait(tmp_path, stage_ou
     outbox = outbox_with(Client(), tmp_path, [])
     outbox.log_metrics({"x": 1.0}, step=1)
     with pytest.raises(TrackingPending, match=r"^train: outputs written, but the tracking server refused the run's"
-                                              r" artifacts: HTTP 403 PERMISSION_DENIED: Permission denied \(user 'wanda'"
-                                              r" needs EDIT on experiment 'revoked'\); 0 records"):
+                                              r" artifacts: HTTP 403 PERMISSION_DENIED: Permission denied \(user"
+                                              r" 'wanda' needs EDIT on experiment 'revoked'\); 0 records"):
         train_stage._deliver(outbox, "fingerprint", tmp_path / "model.keras", stage_out, "revoked")
     assert len(tries) == 1 and read_unsent(stage_out / "unsent-tracking.jsonl")[1] == []
