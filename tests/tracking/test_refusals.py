@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 from mlflow.exceptions import MlflowException, RestException
+from mlflow.utils.request_utils import augmented_raise_for_status
 from mlflow.utils.rest_utils import verify_rest_response
 
 from invaders.stages import train as train_stage
@@ -28,6 +29,18 @@ def answered(status: int, body: str) -> MlflowException:
     try:
         verify_rest_response(response, "/api/2.0/mlflow/runs/log-batch")
     except MlflowException as exc:
+        return exc
+    raise AssertionError("not an error")
+
+
+def uploaded(status: int, reason: str, body: str) -> requests.HTTPError:
+    """What MLflow's artifact upload raises for this answer (requests' own error, not MLflow's)."""
+    response = requests.Response()
+    response.status_code, response.reason, response._content = status, reason, body.encode()
+    response.url = "https://127.0.0.1:5000/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/history.csv"
+    try:
+        augmented_raise_for_status(response)
+    except requests.HTTPError as exc:
         return exc
     raise AssertionError("not an error")
 
@@ -173,19 +186,31 @@ def test_the_stage_exits_3_at_once_naming_the_refusal(tmp_path, stage_out, monke
     assert json.loads((stage_out / "unsent-tracking.jsonl").read_text().splitlines()[2])["step"] == 0
 
 
-def test_artifacts_refused_are_not_sent_again_within_the_wait(tmp_path, stage_out, monkeypatch):
+@pytest.mark.parametrize("answer, says", [
+    (answered(403, "Permission denied"), "HTTP 403 PERMISSION_DENIED: Permission denied"),
+    (uploaded(403, "Forbidden", "Permission denied"), "HTTP 403 Forbidden: Permission denied"),  # an artifact's
+], ids=["run", "artifact"])
+def test_artifacts_refused_are_not_sent_again_within_the_wait(tmp_path, stage_out, monkeypatch, answer, says):
     """The records sent, the artifacts refused: exit 3 at once (an outage there is retried within the wait)."""
     tries = []
 
     def refuse(*args):
         tries.append(time.monotonic())
-        raise answered(403, "Permission denied")
+        raise answer
 
     monkeypatch.setattr(train_stage, "_finish_run", refuse)
     outbox = outbox_with(Client(), tmp_path, [])
     outbox.log_metrics({"x": 1.0}, step=1)
-    with pytest.raises(TrackingPending, match=r"^train: outputs written, but the tracking server refused the run's"
-                                              r" artifacts: HTTP 403 PERMISSION_DENIED: Permission denied \(user"
-                                              r" 'wanda' needs EDIT on experiment 'revoked'\); 0 records"):
+    with pytest.raises(TrackingPending) as pending:
         train_stage._deliver(outbox, "fingerprint", tmp_path / "model.keras", stage_out, "revoked")
+    assert str(pending.value).startswith(f"train: outputs written, but the tracking server refused the run's artifacts:"
+                                         f" {says} (user 'wanda' needs EDIT on experiment 'revoked'); 0 records")
     assert len(tries) == 1 and read_unsent(stage_out / "unsent-tracking.jsonl")[1] == []
+
+
+def test_an_artifact_upload_that_fails_for_now_is_not_a_refusal():
+    from invaders.tracking.store import permanent
+
+    assert not permanent(uploaded(503, "Service Unavailable", ""))
+    assert not permanent(requests.ConnectionError("Connection reset by peer"))
+    assert permanent(uploaded(401, "Unauthorized", "You are not authenticated."))

@@ -136,17 +136,27 @@ def tls_problem(exc: BaseException) -> str | None:
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 499})
 
 
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status an error stands for: an MlflowException's (the network's failures are 500,
+    INTERNAL_ERROR), or the answer's in a `requests.HTTPError` (what artifact uploads raise); else None."""
+    from mlflow.exceptions import MlflowException
+    from requests import HTTPError
+
+    if isinstance(exc, MlflowException):
+        return exc.get_http_status_code()
+    if isinstance(exc, HTTPError) and exc.response is not None:
+        return exc.response.status_code
+    return None
+
+
 def permanent(exc: BaseException) -> bool:
     """Whether sending the same request again cannot work until someone changes something: a refusal
     (HTTP 4xx: a login, a permission, a malformed request, a run that is gone), a certificate the client
     does not trust, or a bug in the sender (anything that is neither MLflow's error nor the network's).
     Not the network's failures (refused, reset, timed out: MLflow reports them as INTERNAL_ERROR), 5xx, 429."""
-    from mlflow.exceptions import MlflowException
-
     if tls_problem(exc):
         return True
-    if isinstance(exc, MlflowException):
-        status = exc.get_http_status_code()
+    if (status := _http_status(exc)) is not None:
         return 400 <= status < 500 and status not in RETRY_STATUSES
     return not isinstance(exc, OSError)
 
@@ -155,19 +165,22 @@ def stopped_by(exc: BaseException, what: str) -> str:
     """What stopped sending `what` for good, in one line: the server's refusal as it gave it (`the tracking
     server refused the run's records: HTTP 403 PERMISSION_DENIED: Permission denied`), its certificate, or a
     bug's own words."""
-    from mlflow.exceptions import MlflowException
-
     if tls := tls_problem(exc):
         return f"{what} cannot be sent: " + tls.replace("its TLS", "the tracking server's TLS", 1)
-    if isinstance(exc, MlflowException):
+    if _http_status(exc) is not None:
         return f"the tracking server refused {what}: {server_answer(exc)}"
     return f"sending {what} failed: {type(exc).__qualname__}: {first_line(exc)} (a bug)"
 
 
 def server_answer(exc) -> str:
-    """An MlflowException's refusal in one line, as the server gave it: `HTTP 403 PERMISSION_DENIED: Permission
-    denied`; or the client's own, if it refused before sending."""
-    from mlflow.exceptions import RestException
+    """A refusal in one line, as the server gave it: `HTTP 403 PERMISSION_DENIED: Permission denied` (an
+    MlflowException; or the client's own, if it refused before sending), `HTTP 403 Forbidden: Permission
+    denied` (an artifact upload's requests.HTTPError)."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if not isinstance(exc, MlflowException):
+        response = exc.response
+        return f"HTTP {response.status_code} {response.reason}: {first_line(response.text or '-')}"
 
     message = exc.json.get("message", exc.message) if isinstance(exc, RestException) else exc.message
     answered = re.match(r"API request to endpoint \S+ failed with error code (\d+) != \d+\. Response body: '(.*)'\Z",
@@ -184,6 +197,9 @@ def refusal(exc: Exception) -> str | None:
     login may not do this), "not found", or None (anything else: the error's own first line says it).
     Every explanation of a store's refusal (connecting, the registry, users) starts from this one."""
     code = getattr(exc, "error_code", None)
+    if code is None:  # an artifact transfer's requests.HTTPError says it by its status alone
+        code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}.get(
+            _http_status(exc))
     if code == "UNAUTHENTICATED":
         return "unauthenticated"
     if code == "PERMISSION_DENIED":
