@@ -6,6 +6,7 @@
 #   scripts/mlflow-server.sh [--backend-store-uri URI | --local-postgres DIR]
 #                            [--artifacts-destination DIR|URI] [--host HOST] [--port PORT]
 #                            [--admin-password-file FILE] [--workers N]
+#                            [--tls-cert FILE --tls-key FILE]
 #
 #   --backend-store-uri      postgresql://USER:PASSWORD@HOST:PORT/DB (env MLFLOW_BACKEND_STORE_URI);
 #                            the users tables go to the same database (MLflow keeps them apart)
@@ -19,6 +20,11 @@
 #   --admin-password-file    a file holding the password of the admin user `admin`, created on the
 #                            first start (or env MLFLOW_AUTH_ADMIN_PASSWORD; ignored once it exists)
 #   --workers                server worker processes (default 2)
+#   --tls-cert, --tls-key    serve HTTPS with this certificate (PEM, any intermediate CAs after it)
+#                            and its unencrypted private key (PEM) (env MLFLOW_TLS_CERT,
+#                            MLFLOW_TLS_KEY); clients of a private CA set
+#                            MLFLOW_TRACKING_SERVER_CERT_PATH to the CA's certificate. Without
+#                            them the server speaks plain HTTP, with a warning unless on loopback
 #
 # The server's secret key (MLFLOW_FLASK_SERVER_SECRET_KEY) is kept in DIR with --local-postgres;
 # otherwise set it, the same on every server of a team, or one is made for this start.
@@ -30,9 +36,10 @@ fail() { echo "mlflow-server: $*" >&2; exit 2; }
 
 backend=${MLFLOW_BACKEND_STORE_URI:-} local_pg="" artifacts=${MLFLOW_ARTIFACTS_DESTINATION:-}
 host=${MLFLOW_HOST:-127.0.0.1} port=${MLFLOW_PORT:-5000} password_file="" workers=2
+tls_cert=${MLFLOW_TLS_CERT:-} tls_key=${MLFLOW_TLS_KEY:-}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --backend-store-uri|--local-postgres|--artifacts-destination|--host|--port|--admin-password-file|--workers)
+    --backend-store-uri|--local-postgres|--artifacts-destination|--host|--port|--admin-password-file|--workers|--tls-cert|--tls-key)
       [ $# -ge 2 ] && [ -n "$2" ] || fail "$1: needs a value"
       case "$1" in
         --backend-store-uri) backend=$2 ;;
@@ -42,10 +49,12 @@ while [ $# -gt 0 ]; do
         --port) port=$2 ;;
         --admin-password-file) password_file=$2 ;;
         --workers) workers=$2 ;;
+        --tls-cert) tls_cert=$2 ;;
+        --tls-key) tls_key=$2 ;;
       esac
       shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) fail "unknown option '$1' (allowed: --backend-store-uri, --local-postgres, --artifacts-destination, --host, --port, --admin-password-file, --workers)" ;;
+    *) fail "unknown option '$1' (allowed: --backend-store-uri, --local-postgres, --artifacts-destination, --host, --port, --admin-password-file, --workers, --tls-cert, --tls-key)" ;;
   esac
 done
 [[ "$port" =~ ^[0-9]+$ ]] || fail "--port: must be a whole number (got '$port')"
@@ -58,6 +67,20 @@ fi
 if [ -n "$backend" ] && [[ "$backend" != postgresql* ]]; then
   fail "--backend-store-uri: must be a postgresql:// URI (a team server runs on PostgreSQL)"
 fi
+# Basic auth sends every password and token with every request: off this machine, only under TLS.
+scheme=http
+if [ -n "$tls_cert" ] || [ -n "$tls_key" ]; then
+  [ -n "$tls_cert" ] && [ -n "$tls_key" ] || fail "--tls-cert and --tls-key (or MLFLOW_TLS_CERT and MLFLOW_TLS_KEY): give both"
+  [ -r "$tls_cert" ] || fail "--tls-cert: cannot read '$tls_cert'"
+  [ -r "$tls_key" ] || fail "--tls-key: cannot read '$tls_key'"
+  scheme=https
+else
+  case "$host" in
+    127.*|localhost|::1|"[::1]") ;;
+    *) echo "mlflow-server: warning: plain HTTP on $host: every login and token crosses the network in clear;" \
+            "give --tls-cert and --tls-key to serve HTTPS" >&2 ;;
+  esac
+fi
 if [ -n "$password_file" ]; then
   [ -r "$password_file" ] || fail "--admin-password-file: cannot read '$password_file'"
   MLFLOW_AUTH_ADMIN_PASSWORD=$(head -n 1 -- "$password_file")
@@ -65,12 +88,28 @@ if [ -n "$password_file" ]; then
 fi
 
 # Paths are the caller's: resolve them before moving to the repo.
+if [ -n "$tls_cert" ]; then tls_cert=$(realpath -- "$tls_cert") tls_key=$(realpath -- "$tls_key"); fi
 if [ -n "$local_pg" ]; then mkdir -p -- "$local_pg" && local_pg=$(realpath -- "$local_pg"); fi
 if [ -n "$artifacts" ] && [[ "$artifacts" != *://* ]]; then artifacts=$(realpath -m -- "$artifacts"); fi
 default_artifacts=$PWD/mlartifacts
 cd "$(dirname "$0")/.."
 if [ -x .venv/bin/mlflow ]; then PATH="$PWD/.venv/bin:$PATH"; export PATH; fi
 command -v mlflow >/dev/null || fail "mlflow not found: run make install"
+server_opts=()
+if [ -n "$tls_cert" ]; then
+  # A bad pair would fail every uvicorn worker, again and again: check it once here. MLflow
+  # splits the uvicorn options as a shell would.
+  uvicorn_opts=$(python -c '
+import shlex, ssl, sys
+cert, key = sys.argv[1:]
+try:
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key, password=lambda: b"")
+except (ssl.SSLError, OSError) as exc:
+    sys.exit(f"mlflow-server: --tls-cert, --tls-key: not a PEM certificate and its unencrypted private key ({exc})")
+print(f"--ssl-certfile {shlex.quote(cert)} --ssl-keyfile {shlex.quote(key)}")
+' "$tls_cert" "$tls_key") || exit 2
+  server_opts=(--uvicorn-opts "$uvicorn_opts")
+fi
 
 secrets=$(mktemp -d)  # the auth config (it holds the database password): this user's only
 pg_started=0 server_pid=""
@@ -153,9 +192,9 @@ python -m invaders.ops.team_server prepare
 
 # MLflow's job runner (GenAI evaluation jobs, 7 more processes) has nothing to do here.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
-echo "mlflow-server: http://$host:$port (artifacts: $artifacts)"
+echo "mlflow-server: $scheme://$host:$port (artifacts: $artifacts)"
 # Its own process group, so stopping it stops its workers too.
 setsid mlflow server --app-name invaders-auth --artifacts-destination "$artifacts" \
-  --host "$host" --port "$port" --workers "$workers" &
+  --host "$host" --port "$port" --workers "$workers" "${server_opts[@]}" &
 server_pid=$!
 wait "$server_pid"

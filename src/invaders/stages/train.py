@@ -5,7 +5,9 @@ MLflow run, and ends with the same outputs as an uninterrupted one. Tracking goe
 (invaders.tracking.outbox), so training goes on while the server is away. If it is still away when
 training ends, the outputs are written anyway, the unsent records are kept in `<out>/unsent-tracking.jsonl`
 and TrackingPending (exit code 3) is raised; run again when the server is back, the stage sends them
-without training again."""
+without training again. A refusal for good (a writer's permission revoked mid-run, a malformed batch)
+is not waited for: the records are kept at once, training goes on to the end, the stage exits 3 naming
+the server's answer, and a run after the cause is fixed sends them the same way."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from invaders import files, reproducibility, sources
 from invaders.config import Params
 from invaders.stages import Echo
 from invaders.tracking import runnote
-from invaders.tracking.store import TrackingPending, connect, end_run, log_output_hashes, metrics_sink, run_exists, start_run
+from invaders.tracking.store import (LOGIN_HINT, TrackingPending, connect, end_run, log_output_hashes, metrics_sink,
+                                    permanent, refusal, run_exists, start_run, stopped_by)
 
 
 TRAIN_OUTPUTS = ("model.keras", "last.keras", "history.csv", "validation.csv", "metrics.json")
@@ -53,28 +56,43 @@ def _finish_run(run_id: str, model_path: Path, out: Path) -> None:
     runnote.write(run_id)
 
 
-def _deliver(outbox, fingerprint: str, model_path: Path, out: Path) -> None:
-    """Send what the outbox holds and finish the run; if the server is away, keep it all for the next run."""
+def _fix(exc: BaseException, experiment: str) -> str:
+    """What a refusal for good asks of the user, if the refusal alone does not say it."""
+    kind = refusal(exc)
+    if kind == "forbidden":
+        return f" (user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r} needs EDIT on experiment {experiment!r})"
+    return f" ({LOGIN_HINT})" if kind == "unauthenticated" else ""
+
+
+def _deliver(outbox, fingerprint: str, model_path: Path, out: Path, experiment: str) -> None:
+    """Send what the outbox holds and finish the run; if the server is away or refuses, keep it all for the next run."""
     from mlflow.exceptions import MlflowException
 
-    from invaders.tracking.outbox import save_unsent
+    from invaders.tracking.outbox import RECORDS, save_unsent
 
     unsent_file = out / "unsent-tracking.jsonl"
     deadline = time.monotonic() + FLUSH_WAIT
-    unsent = outbox.close(FLUSH_WAIT)
-    while not unsent:
+    unsent = outbox.close(FLUSH_WAIT)  # at once if the server refused the records
+    refused, what = outbox.refused, RECORDS
+    while not unsent and refused is None:
         try:
             _finish_run(outbox.run_id, model_path, out)  # each part overwrites its own: safe to repeat
             unsent_file.unlink(missing_ok=True)
             return
-        except (MlflowException, OSError):  # the server went away while the artifacts were sent
+        except (MlflowException, OSError) as exc:  # the server went away while the artifacts were sent, or refused them
+            if permanent(exc):
+                refused, what = exc, "the run's artifacts"
+                break
             if time.monotonic() + FINISH_RETRY > deadline:
                 break
             time.sleep(FINISH_RETRY)  # within the same wait: a restart takes tens of seconds
     save_unsent(unsent_file, outbox.run_id, fingerprint, unsent)
-    raise TrackingPending(f"train: outputs written, but the tracking server does not answer: {len(unsent)} records"
-                          f" and the run's artifacts are kept in {unsent_file}; run the stage again when it is back"
-                          " (nothing is trained again)")
+    kept = f"{len(unsent)} records and the run's artifacts are kept in {unsent_file}"
+    if refused is not None:
+        raise TrackingPending(f"train: outputs written, but {stopped_by(refused, what)}{_fix(refused, experiment)};"
+                              f" {kept}; run the stage again once that is fixed (nothing is trained again)")
+    raise TrackingPending(f"train: outputs written, but the tracking server does not answer: {kept}; run the stage"
+                          " again when it is back (nothing is trained again)")
 
 
 def train(params: Params, model: Path = Path("data/model/model.keras"), out: Path = Path("data/train"),
@@ -103,7 +121,7 @@ def train(params: Params, model: Path = Path("data/model/model.keras"), out: Pat
         outbox = Outbox(header["run_id"], out / ".outbox-spill.jsonl")
         for record in records:
             outbox.put(record)
-        _deliver(outbox, header["fingerprint"], model, out)
+        _deliver(outbox, header["fingerprint"], model, out, params.mlflow.experiment)
         echo(f"train: sent {len(records)} tracking records and the artifacts kept by run {header['run_id']}")
         if header["fingerprint"] == fingerprint and all((out / name).is_file() for name in TRAIN_OUTPUTS):
             echo("train: the outputs are those of the current params and code: nothing to train")
@@ -158,7 +176,7 @@ def train(params: Params, model: Path = Path("data/model/model.keras"), out: Pat
     files.write_json(out / "mlflow_run.json", {"run_id": run_id})
     checkpoint.clear(checkpoints)  # the outputs supersede them
     outbox.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))}, step=0)
-    _deliver(outbox, fingerprint, model, out)
+    _deliver(outbox, fingerprint, model, out, params.mlflow.experiment)
     kept = f"kept the network from step {summary['selected_step']}"
     if summary["selected_val_mean_reward"] is not None:
         kept += f" (validation mean {summary['selected_val_mean_reward']:.1f})"

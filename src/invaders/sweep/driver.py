@@ -147,7 +147,8 @@ def _tune(sweep: Sweep, trials: list[Trial], out: Path, storage: str, address: s
     # The trials' tracking: the URI (absolute) and the login, if any, from this environment, so no
     # secret is written into the trials' configs, which Ray keeps on disk.
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                                      "MLFLOW_TRACKING_TOKEN", "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL",
+                                      "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+                                      "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL",
                                       "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
                                       "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS") if k in os.environ}
     env.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -5,8 +5,10 @@ Training never talks to the tracking server itself: its metrics, params and tags
 is unreachable the records wait (in memory up to a bound, then in a spill file) and the thread
 tries again with a growing pause; training goes on. Each metric keeps the time it was measured,
 so a record sent twice (its answer lost in the outage) is stored once: MLflow drops exact
-duplicates. What is still unsent when the run ends is written to a file (`save_unsent`) that a
-later run of the stage sends (`read_unsent`).
+duplicates. A refusal is not an outage: when the server refuses a batch for good (a permission
+revoked, a malformed batch, a run that is gone: `store.permanent`), the thread stops sending, says
+so once, and keeps every record from that batch on (`refused`). What is still unsent when the run
+ends is written to a file (`save_unsent`) that a later run of the stage sends (`read_unsent`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from pathlib import Path
 
 from invaders import files
 from invaders.errors import first_line
+from invaders.tracking.store import permanent, stopped_by
 
 # MLflow's log_batch limits: 1000 metrics, 100 params, 100 tags per request.
 LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
 MEMORY_LIMIT = 20_000  # records; ~10 MB, a long outage's worth of training metrics
 PAUSES = (1, 2, 4, 8, 10)  # seconds between tries while the server is away
+RECORDS = "the run's records"
 
 
 def _now_ms() -> int:
@@ -45,6 +49,7 @@ class Outbox:
         self._draining = False  # close(): send what is left, then stop
         self._stop = threading.Event()  # close()'s wait is over: stop now
         self._down_since: float | None = None
+        self.refused: BaseException | None = None  # the refusal that stopped the sending, if one did
         self.sent = 0
         self._thread = threading.Thread(target=self._send_loop, name="tracking-outbox", daemon=True)
         self._thread.start()
@@ -147,6 +152,11 @@ class Outbox:
             try:
                 self._send(batch)
             except Exception as exc:  # noqa: BLE001 - whatever the client raises, the records wait
+                if permanent(exc):  # sending the same again is refused again: keep it all for a later run
+                    self.refused = exc
+                    self.echo(f"tracking: {stopped_by(exc, RECORDS)}; keeping them for the next run of the stage,"
+                              " training goes on")
+                    return
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     reason = first_line(exc, 160)

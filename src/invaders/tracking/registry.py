@@ -18,7 +18,8 @@ from invaders.config import PromoteConfig
 from invaders.errors import ModelFileError, first_line
 from invaders.rl.episodes import read_rewards
 from invaders.tracking.promotion import decide
-from invaders.tracking.store import LOGIN_HINT, TrackingError, download, redact, refusal, store_lock, tracking_uri
+from invaders.tracking.store import (LOGIN_HINT, TrackingError, download, redact, refusal, store_lock, tls_problem,
+                                    tracking_uri)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -36,6 +37,8 @@ def _failure(exc: Exception) -> str:
     """What went wrong reading from the store, as the user needs to hear it: a missing model is not
     a wrong password, and neither is a server that does not answer."""
     kind, where = refusal(exc), f"the MLflow store {redact(tracking_uri())!r}"
+    if tls := tls_problem(exc):
+        return f"cannot be read from {where}: {tls}"
     if kind == "not found":
         return f"not found in {where} ({first_line(exc)})"
     if kind == "unauthenticated":

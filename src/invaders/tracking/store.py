@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 # The run's output hashes, in `sha256sum` format: the artifact and a tag with its digest.
 HASHES = "outputs.sha256"
+CA_VAR = "MLFLOW_TRACKING_SERVER_CERT_PATH"  # MLflow's: the CA certificate (PEM) a client trusts for HTTPS
 
 
 class TrackingError(UserError):
@@ -34,6 +36,10 @@ class TrackingPending(TrackingError):
 
 
 def tracking_uri() -> str:
+    """The tracking store every entry point uses (each asks this first). An empty MLFLOW_TRACKING_SERVER_CERT_PATH,
+    as a CI secret that is not set gives, goes: MLflow would pass it on as `verify=""`, checking no certificate."""
+    if os.environ.get(CA_VAR) == "":
+        del os.environ[CA_VAR]
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     root = Path(os.environ.get("DVC_ROOT") or ".").resolve()
@@ -87,6 +93,13 @@ def _env(**values: str):
                 os.environ[k] = v
 
 
+def no_retries(timeout: int | None = 10):
+    """For a first request to a server: no retries with back-off, and a short timeout (or MLflow's); so a
+    server that does not answer, refuses, or is not trusted fails in seconds, not after minutes of retrying."""
+    return _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", **({} if timeout is None else
+                                                        {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}))
+
+
 def redact(uri: str) -> str:
     """`uri` without a password in it (`https://user:secret@host` -> `https://user:***@host`)."""
     from urllib.parse import urlsplit, urlunsplit
@@ -100,11 +113,93 @@ def redact(uri: str) -> str:
 LOGIN_HINT = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
 
 
+def tls_problem(exc: BaseException) -> str | None:
+    """Why the client would not talk to an HTTPS server, in one line naming the fix; None if `exc` is not
+    about the server's certificate. MLflow words these as any failed request; only the text tells."""
+    text, ca = str(exc), os.environ.get(CA_VAR)
+    if "Could not find a suitable TLS CA certificate bundle" in text:
+        return f"{CA_VAR} names no readable file ({ca!r}): give the path of the CA's certificate (PEM)"
+    if "CERTIFICATE_VERIFY_FAILED" not in text:
+        return None
+    found = re.search(r"certificate verify failed: (.*?)\.?\s*(?:\(_ssl\.c|'\)|$)", text)
+    detail = found.group(1) if found else "certificate verify failed"
+    if "mismatch" in detail:
+        return f"its TLS certificate is not for this host ({detail}): use a host name the certificate names"
+    if "expired" in detail:
+        return f"its TLS certificate has expired ({detail}): the server needs a new one"
+    if ca:
+        return f"its TLS certificate is not trusted ({detail}): the CA certificate in {CA_VAR} ({ca}) did not sign it"
+    return f"its TLS certificate is not trusted ({detail}); set {CA_VAR} to the CA's certificate"
+
+
+# What a server answers that the same request sent again may change: timeouts, conflicts, overload.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 499})
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status an error stands for: an MlflowException's (the network's failures are 500,
+    INTERNAL_ERROR), or the answer's in a `requests.HTTPError` (what artifact uploads raise); else None."""
+    from mlflow.exceptions import MlflowException
+    from requests import HTTPError
+
+    if isinstance(exc, MlflowException):
+        return exc.get_http_status_code()
+    if isinstance(exc, HTTPError) and exc.response is not None:
+        return exc.response.status_code
+    return None
+
+
+def permanent(exc: BaseException) -> bool:
+    """Whether sending the same request again cannot work until someone changes something: a refusal
+    (HTTP 4xx: a login, a permission, a malformed request, a run that is gone), a certificate the client
+    does not trust, or a bug in the sender (anything that is neither MLflow's error nor the network's).
+    Not the network's failures (refused, reset, timed out: MLflow reports them as INTERNAL_ERROR), 5xx, 429."""
+    if tls_problem(exc):
+        return True
+    if (status := _http_status(exc)) is not None:
+        return 400 <= status < 500 and status not in RETRY_STATUSES
+    return not isinstance(exc, OSError)
+
+
+def stopped_by(exc: BaseException, what: str) -> str:
+    """What stopped sending `what` for good, in one line: the server's refusal as it gave it (`the tracking
+    server refused the run's records: HTTP 403 PERMISSION_DENIED: Permission denied`), its certificate, or a
+    bug's own words."""
+    if tls := tls_problem(exc):
+        return f"{what} cannot be sent: " + tls.replace("its TLS", "the tracking server's TLS", 1)
+    if _http_status(exc) is not None:
+        return f"the tracking server refused {what}: {server_answer(exc)}"
+    return f"sending {what} failed: {type(exc).__qualname__}: {first_line(exc)} (a bug)"
+
+
+def server_answer(exc) -> str:
+    """A refusal in one line, as the server gave it: `HTTP 403 PERMISSION_DENIED: Permission denied` (an
+    MlflowException; or the client's own, if it refused before sending), `HTTP 403 Forbidden: Permission
+    denied` (an artifact upload's requests.HTTPError)."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if not isinstance(exc, MlflowException):
+        response = exc.response
+        return f"HTTP {response.status_code} {response.reason}: {first_line(response.text or '-')}"
+
+    message = exc.json.get("message", exc.message) if isinstance(exc, RestException) else exc.message
+    answered = re.match(r"API request to endpoint \S+ failed with error code (\d+) != \d+\. Response body: '(.*)'\Z",
+                        str(message), re.S)
+    if answered:  # a text answer (MLflow's auth app answers so)
+        return f"HTTP {answered.group(1)} {exc.error_code}: {first_line(answered.group(2))}"
+    if isinstance(exc, RestException):
+        return f"HTTP {exc.get_http_status_code()} {exc.error_code}: {first_line(message)}"
+    return f"{exc.error_code}: {first_line(message)}"  # refused by the client itself, before sending
+
+
 def refusal(exc: Exception) -> str | None:
     """What an MLflow error means for the user: "unauthenticated" (no or a wrong login), "forbidden" (the
     login may not do this), "not found", or None (anything else: the error's own first line says it).
     Every explanation of a store's refusal (connecting, the registry, users) starts from this one."""
     code = getattr(exc, "error_code", None)
+    if code is None:  # an artifact transfer's requests.HTTPError says it by its status alone
+        code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}.get(
+            _http_status(exc))
     if code == "UNAUTHENTICATED":
         return "unauthenticated"
     if code == "PERMISSION_DENIED":
@@ -118,6 +213,8 @@ def refusal(exc: Exception) -> str | None:
 def _refusal(exc: Exception, uri: str, experiment: str) -> str:
     """Why the store refused us, in one line, naming the fix; never the password."""
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if tls := tls_problem(exc):
+        return tls
     kind = refusal(exc)
     if kind == "unauthenticated":
         if not user and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
@@ -143,7 +240,7 @@ def connect(experiment: str) -> str:
     uri, artifact_root = tracking_uri(), _artifact_root()
     mlflow.set_tracking_uri(uri)  # which also sets MLFLOW_TRACKING_URI
     # Only for these first calls: no retries with back-off, a short timeout.
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"), store_lock(uri):
+    with no_retries(), store_lock(uri):
         try:
             found = mlflow.get_experiment_by_name(experiment)
             if found is None:
@@ -172,7 +269,7 @@ def experiment_link(experiment: str) -> str:
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+    with no_retries():
         try:
             found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
         except (MlflowException, OSError) as exc:
