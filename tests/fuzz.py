@@ -296,11 +296,11 @@ def sweep_base(params: str) -> dict:
 
 def sweep_leaves(params: str):
     """Boundary and near-miss values of a sweep file's keys, grids that expand to invalid combinations."""
-    keys = dotted_keys()
+    known = dotted_keys()
     grid_values = st.lists(st.one_of(scalars(), st.sampled_from([0, 1, 16, 32, 100, 300, 1000, 4096, 10**6])),
                            min_size=0, max_size=3)
     grids = st.one_of(
-        st.dictionaries(st.one_of(st.sampled_from(keys), st.sampled_from(keys).flatmap(misspelled), keys()),
+        st.dictionaries(st.one_of(st.sampled_from(known), st.sampled_from(known).flatmap(misspelled), keys()),
                         grid_values, max_size=3),
         # valid values one by one that together break a rule: warmup >= steps, memory < batch, n-step > memory ...
         st.fixed_dictionaries({"agent.warmup_steps": st.lists(st.sampled_from([32, 100, 299, 300, 301]), min_size=1,
@@ -322,7 +322,7 @@ def sweep_leaves(params: str):
         if name == "grid":
             return grids
         if name == "space":
-            return st.dictionaries(st.one_of(st.sampled_from(keys), keys()), distributions(), max_size=3)
+            return st.dictionaries(st.one_of(st.sampled_from(known), keys()), distributions(), max_size=3)
         if name in ("uniform", "loguniform", "randint", "choice"):
             return distributions().map(lambda d: d.get(name, d) if isinstance(d, dict) else d)
         if name == "seeds":

@@ -269,8 +269,9 @@ def read_yaml(path: Path, error: type[UserError], what: str) -> object:
         raise error(f"{where}:{f' line {mark.line + 1}' if mark else ''} not valid YAML") from None
     except RecursionError:
         raise error(f"{where}: not valid YAML (nested too deeply)") from None
-    except ValueError as exc:  # a value PyYAML cannot construct: an integer of over 4300 digits, a 30 February
-        raise error(f"{where}: not valid YAML ({first_line(exc, 100)})") from None
+    # A value PyYAML cannot construct: an integer of over 4300 digits, a 30 February, `!!timestamp x`.
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise error(f"{where}: not valid YAML (a value PyYAML cannot construct: {first_line(exc, 100)})") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -37,9 +37,10 @@ def test_params_files_are_accepted_or_refused_in_one_line(tmp_path):
 @pytest.mark.parametrize("content, says", [
     (b"seed: \xff\xfe\n", "not utf-8 text (invalid start byte at byte 6)"),
     (b"seed: 1\x00\n", "not valid YAML (character '\\x00' at position 7 is not allowed)"),
-    (b"seed: " + b"9" * 5000 + b"\n", "not valid YAML (Exceeds the limit (4300 digits) for integer string conversion"),
-    (b"agent: {gamma: " + b"1" * 4301 + b"}\n", "not valid YAML (Exceeds the limit (4300 digits)"),
-    (b"seed: 2020-02-30\n", "not valid YAML (day is out of range for month)"),
+    (b"seed: " + b"9" * 5000 + b"\n", "not valid YAML (a value PyYAML cannot construct: Exceeds the limit (4300 digits) for integer"),
+    (b"agent: {gamma: " + b"1" * 4301 + b"}\n", "not valid YAML (a value PyYAML cannot construct: Exceeds the limit (4300 digits)"),
+    (b"seed: 2020-02-30\n", "not valid YAML (a value PyYAML cannot construct: day is out of range for month)"),
+    (b"seed: !!timestamp nonsense\n", "not valid YAML (a value PyYAML cannot construct: 'NoneType' object has no"),
     (b"seed: " + b"[" * 2000 + b"]" * 2000 + b"\n", "not valid YAML (nested too deeply)"),
     (b"agent: " + b"{a: " * 2000 + b"1" + b"}" * 2000 + b"\n", "not valid YAML (nested too deeply)"),
 ])

@@ -79,7 +79,7 @@ class RandomSearch(Strict):
 
 class Resources(Strict):
     cpus: int = Field(1, ge=1, le=256, description="CPUs per trial (TensorFlow's threads in native mode)")
-    memory_gb: float | None = Field(None, gt=0, description="memory per trial that Ray reserves (GB)")
+    memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description="memory per trial that Ray reserves (GB)")
 
 
 class Asha(Strict):
@@ -176,7 +176,8 @@ def load(path: Path) -> tuple[Sweep, list[Trial]]:
     if sweep.random and set(sweep.random.space) & set(sweep.grid):
         raise SweepError(f"{source}: random.space: {sorted(set(sweep.random.space) & set(sweep.grid))[0]}:"
                          " also in grid; search each key one way")
-    count = math.prod(len(values) for values in sweep.grid.values()) * (sweep.random.samples if sweep.random else 1)
+    count = math.prod(len(values) for values in sweep.grid.values()) * (sweep.random.samples if sweep.random else 1) \
+        if sweep.grid or sweep.random else 0
     if (count + 1) * len(sweep.seeds) > MAX_TRIALS:  # + 1: the base params run too
         raise SweepError(f"{source}: up to {count + 1} settings × {len(sweep.seeds)} seeds; a sweep runs at most"
                          f" {MAX_TRIALS} trials")
