@@ -137,3 +137,11 @@ def pytest_collection_modifyitems(items):
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
     items.sort(key=rank)  # stable: the order within a module is kept
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases each fuzz target tried, and how many failed (tests/fuzz.py; `make fuzz` runs thousands)."""
+    fuzz = sys.modules.get("fuzz")
+    if fuzz is not None and fuzz.TALLY:
+        terminalreporter.section("fuzz cases")
+        fuzz.summary(terminalreporter.write_line)

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from invaders.errors import UserError
+from invaders.errors import UserError, first_line, named, shown
 
 
 class ParamsError(UserError):
@@ -219,18 +219,18 @@ class Params(Strict):
 
 def describe(error: dict) -> str:
     """One pydantic error as one line naming the key: what is wrong and, for a choice, what is allowed."""
-    key = ".".join(str(p) for p in error["loc"]) or "params"
+    key = named(".".join(str(p) for p in error["loc"])) or "params"
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
         return f"{key}: unknown key"
     if kind == "literal_error":
         allowed = msg.split("Input should be ", 1)[-1]
-        return f"{key}: got {error['input']!r}, allowed: {allowed}"
+        return f"{key}: got {shown(error['input'])}, allowed: {allowed}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if kind == "value_error":  # a validator's message names its keys; a whole-params one needs no prefix
         return f"{key}: {msg}" if error["loc"] else msg
-    return f"{key}: {msg} (got {error['input']!r})"
+    return f"{key}: {msg} (got {shown(error['input'])})"
 
 
 def parse_params(raw: object, source: str = "params") -> Params:
@@ -247,17 +247,36 @@ def parse_params(raw: object, source: str = "params") -> Params:
     return params
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def read_yaml(path: Path, error: type[UserError], what: str) -> object:
+    """The YAML document in `path`; `error` with one line for a file that is missing, unreadable, not
+    text or not YAML (`what` names the file in the missing case: "params file", "sweep file")."""
+    where = named(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ParamsError(f"{path}: no such params file") from None
+        raise error(f"{where}: no such {what}") from None
+    except (OSError, ValueError) as exc:  # a directory, no permission; ValueError: a NUL byte in the path
+        raise error(f"{where}: not readable ({getattr(exc, 'strerror', None) or first_line(exc)})") from None
+    try:
+        return yaml.safe_load(data)  # bytes: PyYAML decodes UTF-8 or, with a BOM, UTF-16
+    except yaml.reader.ReaderError as exc:  # not UTF-8 (or UTF-16) text, or a character YAML does not allow
+        if exc.encoding != "unicode":  # PyYAML's word for text it has decoded
+            raise error(f"{where}: not {exc.encoding} text ({exc.reason} at byte {exc.position})") from None
+        raise error(f"{where}: not valid YAML (character {chr(exc.character)!r} at position {exc.position} is not"
+                    " allowed)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}:{where} not valid YAML") from None
-    return parse_params(raw, str(path))
+        raise error(f"{where}:{f' line {mark.line + 1}' if mark else ''} not valid YAML") from None
+    except RecursionError:
+        raise error(f"{where}: not valid YAML (nested too deeply)") from None
+    # A value PyYAML cannot construct: an integer of over 4300 digits, a 30 February, `!!timestamp x`.
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise error(f"{where}: not valid YAML (a value PyYAML cannot construct: {first_line(exc, 100)})") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    return parse_params(read_yaml(path, ParamsError, "params file"), named(path))
 
 
 # The games ale-py 0.12 registers, as `ALE/<game>-v5`: a table, so validating params needs neither
@@ -282,4 +301,4 @@ def _check_env_id(env_id: str, source: str) -> None:
     if env_id not in known:
         close = sorted(i for i in known if i.split("/")[-1].split("-")[0].lower() in env_id.lower())
         hint = f" (did you mean {close[0]}?)" if close else " (an ALE id such as ALE/SpaceInvaders-v5)"
-        raise ParamsError(f"{source}: env.id: {env_id!r} is not a registered ALE environment{hint}")
+        raise ParamsError(f"{source}: env.id: {shown(env_id)} is not a registered ALE environment{hint}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import reprlib
 import sys
 import traceback
 from collections.abc import Callable
@@ -29,6 +30,27 @@ def first_line(what: BaseException | str, limit: int | None = 200) -> str:
     text = str(what).strip()
     line = text.splitlines()[0] if text else type(what).__name__ if isinstance(what, BaseException) else ""
     return line[:limit]
+
+
+# Bounded: a YAML alias bomb (a list of lists, 9 ** 9 items by reference) or a list nested a
+# thousand deep is a value too, and a message must show it in one short line without a hang.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 5, 4, 60, 60, 40
+
+
+def shown(value: object) -> str:
+    """`repr(value)` as a one-line message quotes it: a few dozen characters, made in bounded time."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an integer too long to convert to text
+        return f"<{type(value).__name__} of {value.bit_length()} bits>" if isinstance(value, int) else \
+            f"<{type(value).__name__}>"
+
+
+def named(text: object, limit: int = 120) -> str:
+    """A name or path the user gave, for a one-line message: as it is if printable and short, else `shown`."""
+    text = str(text)
+    return text if text.isprintable() and len(text) <= limit else shown(text)
 
 
 def unexpected(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 
 from invaders import files
 from invaders.config import Params
+from invaders.errors import first_line
 
 MAGIC = b"invaders-ckpt-1\n"  # 16 bytes
 KEEP = 2  # the newest two, so a checkpoint that turns out corrupt has a predecessor
@@ -87,8 +88,16 @@ def load(path: Path) -> Checkpoint:
         digest = trailer[:32]
     if files.sha256(path, length=size - 48) != digest.hex():
         raise CorruptCheckpoint("checksum mismatch")
-    with np.load(path, allow_pickle=False) as npz:
-        return Checkpoint(path, json.loads(str(npz["__meta__"])))
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["__meta__"]))
+    # Bytes as written but not a checkpoint's (another writer's, or a bug's): whatever numpy or json raise on
+    # them (a .npy, a header numpy cannot parse, no metadata) makes the file unusable, not the run.
+    except Exception as exc:  # noqa: BLE001
+        raise CorruptCheckpoint(f"not a checkpoint's arrays ({first_line(exc, 100)})") from None
+    if not isinstance(meta, dict):
+        raise CorruptCheckpoint(f"its metadata is a {type(meta).__name__}, not a mapping")
+    return Checkpoint(path, meta)
 
 
 def latest(directory: Path, expected_fingerprint: str) -> Checkpoint | None:

@@ -15,7 +15,7 @@ import tf_keras
 from tf_keras import layers
 
 from invaders.config import ModelConfig
-from invaders.errors import ModelFileError, first_line
+from invaders.errors import ModelFileError, first_line, named
 from invaders.files import atomic_path
 
 
@@ -113,16 +113,26 @@ def _strip_save_time(path: Path) -> None:
 
 
 def load_network(path: str | Path) -> tf_keras.Model:
-    """Load a saved Q-network in safe mode: no code from the file is ever run."""
+    """Load a saved Q-network in safe mode: no code from the file is ever run. Anything else (not a model,
+    a model of several inputs or outputs, or one without a known window of frames) is a ModelFileError."""
     path = Path(path)
+    where = named(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+        raise ModelFileError(f"{where}: no such model file")
     try:
-        return tf_keras.models.load_model(path, compile=False, safe_mode=True)
-    # What Keras raises for a file that is not a model it can load: not HDF5 or a zip (OSError), no
-    # config (KeyError), bad JSON or a refused layer (ValueError), an unknown class (TypeError).
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"{path}: not a loadable Keras model ({first_line(exc)})") from None
+        model = tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    # Safe mode runs no code from the file, so whatever Keras raises on rebuilding it is the file's: not HDF5
+    # or a zip (OSError), a bad CRC (BadZipFile), no config (KeyError), bad JSON or a refused layer
+    # (ValueError), an unknown class (TypeError), and for configs no Keras wrote, anything (AssertionError ...).
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFileError(f"{where}: not a loadable Keras model ({first_line(exc)})") from None
+    if not isinstance(model, tf_keras.Model) or len(model.inputs or ()) != 1 or len(model.outputs or ()) != 1:
+        raise ModelFileError(f"{where}: not a Q-network (a Keras model with one input and one output)")
+    frames, actions = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    if len(frames) < 2 or None in frames or len(actions) != 1 or actions[0] is None:
+        raise ModelFileError(f"{where}: not a Q-network: input {frames} and output {actions}; it needs a known window"
+                             " of frames in and one Q-value per action out")
+    return model
 
 
 def check_fits(model: tf_keras.Model, source: str | Path, frame_shape: tuple[int, ...], window: int,

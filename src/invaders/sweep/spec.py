@@ -8,22 +8,24 @@ run as the setting `base`, so the summary can say whether the best setting beats
 
 from __future__ import annotations
 
+import copy
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from invaders.config import Params, ParamsError, Strict, check_name, describe, load_params, parse_params
-from invaders.errors import UserError
+from invaders.config import Params, ParamsError, Strict, check_name, describe, load_params, parse_params, read_yaml
+from invaders.errors import UserError, named, shown
 from invaders.sweep.summary import BASE  # the setting with no overrides: the base params file as it is
 
 
 class SweepError(UserError):
     pass
+
+
+MAX_TRIALS = 10_000  # settings × seeds: more is a typo (a grid of ten keys), and would take the memory first
 
 
 class SweepInterrupted(UserError):
@@ -46,8 +48,14 @@ class Distribution(Strict):
         if len(given) != 1:
             raise ValueError("give exactly one of uniform, loguniform, randint, choice")
         low_high = self.uniform or self.loguniform or self.randint
+        if low_high and not all(math.isfinite(v) for v in low_high):
+            raise ValueError(f"low and high must be finite numbers (got {list(low_high)})")
         if low_high and not low_high[0] < low_high[1]:
             raise ValueError(f"low must be less than high (got {list(low_high)})")
+        if self.uniform and not math.isfinite(self.uniform[1] - self.uniform[0]):
+            raise ValueError(f"high - low must be a finite number (got {list(self.uniform)})")
+        if self.randint and not -2**63 <= self.randint[0] < self.randint[1] < 2**63:
+            raise ValueError(f"randint needs 64-bit integers (got {shown(list(self.randint))})")
         if self.loguniform and self.loguniform[0] <= 0:
             raise ValueError("loguniform needs a positive low")
         return self
@@ -71,7 +79,7 @@ class RandomSearch(Strict):
 
 class Resources(Strict):
     cpus: int = Field(1, ge=1, le=256, description="CPUs per trial (TensorFlow's threads in native mode)")
-    memory_gb: float | None = Field(None, gt=0, description="memory per trial that Ray reserves (GB)")
+    memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description="memory per trial that Ray reserves (GB)")
 
 
 class Asha(Strict):
@@ -101,7 +109,7 @@ class Sweep(Strict):
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
         if len(set(value)) != len(value) or any(not 0 <= s <= 2**31 - 1 for s in value):
-            raise ValueError(f"must be distinct integers from 0 to 2147483647 (got {value})")
+            raise ValueError(f"must be distinct integers from 0 to 2147483647 (got {shown(value)})")
         return value
 
     @field_validator("grid")
@@ -109,14 +117,14 @@ class Sweep(Strict):
     def _grid(cls, value: dict) -> dict:
         for key, values in value.items():
             if not values:
-                raise ValueError(f"{key}: needs at least one value")
+                raise ValueError(f"{named(key)}: needs at least one value")
         return value
 
 
-def _sweep_error(path: Path, exc: ValidationError) -> str:
+def _sweep_error(path: str, exc: ValidationError) -> str:
     error = exc.errors()[0]
     if error["type"] == "missing":
-        return f"{path}: {'.'.join(map(str, error['loc']))}: missing (a sweep needs name and seeds)"
+        return f"{path}: {named('.'.join(map(str, error['loc'])))}: missing (a sweep needs name and seeds)"
     return f"{path}: {describe(error)}"
 
 
@@ -147,34 +155,33 @@ class Trial(BaseModel):
 
 def load(path: Path) -> tuple[Sweep, list[Trial]]:
     """The sweep file and every trial's params, all validated; SweepError naming the key otherwise."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SweepError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SweepError(f"{path}:{f' line {mark.line + 1}' if mark else ''} not valid YAML") from None
+    source = named(path)  # as messages show the file
+    raw = read_yaml(Path(path), SweepError, "sweep file")
     if not isinstance(raw, dict):
-        raise SweepError(f"{path}: expected a mapping (name, params, seeds, grid, random, ...)")
+        raise SweepError(f"{source}: expected a mapping (name, params, seeds, grid, random, ...)")
     try:
         sweep = Sweep.model_validate(raw)
     except ValidationError as exc:
-        raise SweepError(_sweep_error(path, exc)) from None
+        raise SweepError(_sweep_error(source, exc)) from None
     base = load_params(sweep.params)  # a missing or bad base params file: its own one line
-    base_raw = yaml.safe_load(sweep.params.read_text()) or {}
     known = set(base.flat())
     space = {**sweep.grid, **(sweep.random.space if sweep.random else {})}
     for key in space:
         where = "grid" if key in sweep.grid else "random.space"
         if key == "seed":
-            raise SweepError(f"{path}: {where}: seed: seeds are listed under `seeds`, not searched over")
+            raise SweepError(f"{source}: {where}: seed: seeds are listed under `seeds`, not searched over")
         if key not in known:
-            raise SweepError(f"{path}: {where}: {key}: unknown params key (dotted keys of the params reference,"
+            raise SweepError(f"{source}: {where}: {named(key)}: unknown params key (dotted keys of the params reference,"
                              " such as agent.learning_rate)")
     if sweep.random and set(sweep.random.space) & set(sweep.grid):
-        raise SweepError(f"{path}: random.space: {sorted(set(sweep.random.space) & set(sweep.grid))[0]}:"
+        raise SweepError(f"{source}: random.space: {sorted(set(sweep.random.space) & set(sweep.grid))[0]}:"
                          " also in grid; search each key one way")
-    return sweep, _trials(path, sweep, base_raw, base)
+    count = math.prod(len(values) for values in sweep.grid.values()) * (sweep.random.samples if sweep.random else 1) \
+        if sweep.grid or sweep.random else 0
+    if (count + 1) * len(sweep.seeds) > MAX_TRIALS:  # + 1: the base params run too
+        raise SweepError(f"{source}: up to {count + 1} settings × {len(sweep.seeds)} seeds; a sweep runs at most"
+                         f" {MAX_TRIALS} trials")
+    return sweep, _trials(source, sweep, base)
 
 
 def _settings(sweep: Sweep) -> list[dict]:
@@ -188,7 +195,7 @@ def _settings(sweep: Sweep) -> list[dict]:
     return [{**point, **draw} for draw in draws for point in grid]
 
 
-def _trials(path: Path, sweep: Sweep, base_raw: dict, base: Params) -> list[Trial]:
+def _trials(path: str, sweep: Sweep, base: Params) -> list[Trial]:
     flat = base.flat()
     settings: list[tuple[str, dict]] = [(BASE, {})]
     for overrides in _settings(sweep):
@@ -198,11 +205,12 @@ def _trials(path: Path, sweep: Sweep, base_raw: dict, base: Params) -> list[Tria
     trials = []
     for setting, overrides in settings:
         for seed in sweep.seeds:
-            raw = json.loads(json.dumps(base_raw))
+            raw = copy.deepcopy(base.model_dump())  # validated values: the file's may be any YAML (bytes, dates)
             for key, value in overrides.items():
                 _set(raw, key, value)
             raw["seed"] = seed
-            label = Trial(id="", setting=setting, overrides=overrides, seed=seed, params={}).label
+            label = ", ".join(f"{k}={shown(v) if isinstance(v, str) else _value(v)}" for k, v in overrides.items()) \
+                or "base params"  # the Trial's, in one short line
             try:
                 params = parse_params(raw, f"{path}: setting {label}, seed {seed}")
             except ParamsError as exc:
