@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", help="HOST:PORT of a running Ray cluster's head (default: RAY_ADDRESS, else a"
                                       " Ray instance on this machine)")
     sw.add_argument("--resume", action="store_true", help="continue the sweep of this name whose driver was stopped")
+    sw.add_argument("--allow-unauthenticated-cluster", action="store_true",
+                    help="use a cluster that accepts connections without a token (anyone who reaches it can run"
+                         " code on it): only one you know is isolated; the sweep's parent run says so in its tags")
     sw.add_argument("--write-best", type=Path, metavar="FILE",
                     help="write the best setting's params (with the base seed) as a complete params file")
 
@@ -196,7 +199,8 @@ def users(args: argparse.Namespace) -> None:
 def sweep(args: argparse.Namespace) -> None:
     from invaders.sweep.driver import run
 
-    run(args.file, address=args.address, resume=args.resume, write_best=args.write_best)
+    run(args.file, address=args.address, resume=args.resume, write_best=args.write_best,
+        allow_unauthenticated_cluster=args.allow_unauthenticated_cluster)
 
 
 def ui(args: argparse.Namespace) -> None:

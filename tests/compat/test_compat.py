@@ -90,7 +90,7 @@ def test_the_projects_own_training_runs_past_32767_steps_on_ale(tmp_path, tiny_p
 @pytest.mark.unit
 @pytest.mark.parametrize("module, package", [
     ("invaders.compat.tf", "tensorflow"), ("invaders.compat.tf", "tf-keras"), ("invaders.compat.ale", "ale-py"),
-    ("invaders.compat.ale", "gymnasium"), ("invaders.compat.keras_rl2", "keras-rl2"),
+    ("invaders.compat.ale", "gymnasium"), ("invaders.compat.keras_rl2", "keras-rl2"), ("invaders.compat.ray", "ray"),
 ])
 def test_each_compat_module_refuses_an_upstream_version_it_was_not_written_for(monkeypatch, module, package):
     import importlib.metadata
@@ -161,3 +161,32 @@ def _wrappers(env):
     while hasattr(env, "env"):
         yield env
         env = env.env
+
+
+@pytest.mark.unit
+def test_the_ray_probe_gives_up_on_a_silent_port_and_names_what_is_not_a_head():
+    """The sweep driver's call to a cluster's head is bounded: a port that takes the connection and never
+    answers (here one that never accepts) is an error after the timeout, and a server that is not a Ray
+    head (here HTTP) is named as such at once. (A real head, open or with a token: tests/sweep.)"""
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from invaders.compat.ray import ClusterUnusable, gcs_call
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        with pytest.raises(ClusterUnusable, match=r"^no answer from a Ray cluster's head there within 1 s$"):
+            gcs_call(f"127.0.0.1:{silent.getsockname()[1]}", timeout=1)
+        assert time.monotonic() - started < 5
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ClusterUnusable, match=r"^what answers there is not a Ray cluster's head \(UNAVAILABLE: "):
+            gcs_call(f"127.0.0.1:{server.server_address[1]}", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -98,6 +98,16 @@ def test_every_script_option_shown_exists():
     assert seen >= 10
 
 
+def test_every_ray_node_kind_shown_exists():
+    """`scripts/ray-node.sh KIND` as the docs show it: a kind the script takes (the rest is `ray start`'s)."""
+    kinds = set(re.search(r"^  ([\w|]+)\) ;;$", (REPO / "scripts" / "ray-node.sh").read_text(), re.M).group(1).split("|"))
+    assert kinds == {"head", "worker"}
+    shown = [kind for _, span in docs_code() for kind in re.findall(r"scripts/ray-node\.sh (\w[\w|-]*)", span)]
+    assert len(shown) >= 3
+    for kind in shown:
+        assert set(kind.split("|")) <= kinds, f"`scripts/ray-node.sh {kind}` is not a node kind ({sorted(kinds)})"
+
+
 def test_every_make_target_shown_exists():
     makefile = (REPO / "Makefile").read_text()
     targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))

@@ -1,12 +1,15 @@
 """Sweeps on a real Ray cluster on loopback: a head with no CPUs and two worker nodes (each its own
-raylet, one CPU), started by `ray start` here; a real MLflow server; `invaders sweep` as a user runs it.
-A sweep runs its trials on both nodes and lands on the server; a node that dies mid-trial costs nothing
-but time; bad input is refused in seconds. Everything started here is stopped here."""
+raylet, one CPU), started with a token by scripts/ray-node.sh here; a real MLflow server; `invaders sweep`
+as a user runs it. A sweep runs its trials on both nodes and lands on the server; a node that dies
+mid-trial costs nothing but time; bad input is refused in seconds, and so are a head started with no
+token (a second cluster, a head alone) and a driver without the cluster's token. Everything started here
+is stopped here."""
 
 import csv
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -30,45 +33,68 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 class RayCluster:
     """`ray start --block` for a head (0 CPUs) and two 1-CPU worker nodes, each in a process group of its
-    own, with distinct ports (the dashboard agent's fixed port would collide) and a small object store."""
+    own, with distinct ports (the dashboard agent's fixed port would collide) and a small object store.
+    With `token` (the default) every node starts through scripts/ray-node.sh, with a token file of this
+    cluster's own; without, the head is `ray start` as the recipe once wrote it: no token anywhere (a HOME
+    of its own, no RAY_AUTH_* variables), a cluster that runs code for anyone who reaches it."""
 
-    def __init__(self, temp_dir: Path, log_dir: Path):
-        self.temp_dir, self.log_dir = temp_dir, log_dir
+    def __init__(self, temp_dir: Path, log_dir: Path, token: bool = True):
+        self.temp_dir, self.log_dir, self.token = temp_dir, log_dir, token
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
-        # Ray 2.60 authenticates every connection with a token: one of our own for this cluster, in a
-        # file (not ~/.ray/auth_token), which its nodes and drivers read.
-        token = temp_dir / "auth_token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
-        self.env = {**RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        if token:  # in a file of its own (not ~/.ray/auth_token), which its nodes and drivers read
+            self.token_file = temp_dir / "auth_token"
+            self.token_file.write_text(secrets.token_hex(32))
+            self.token_file.chmod(0o600)
+            self.env = {**RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file)}
+        else:
+            (temp_dir / "home").mkdir()
+            self.env = {**RAY_ENV, "HOME": str(temp_dir / "home")}
 
-    def _start(self, name: str, *args: str) -> None:
+    def environ(self) -> dict[str, str]:
+        """The environment of this cluster's nodes, and of a driver that connects to it."""
+        return without_ray_auth(tool_env(**self.env)) if not self.token else tool_env(**self.env)
+
+    def _start(self, name: str, kind: str, *args: str) -> None:
         ports = {f"--{flag}": str(free_port()) for flag in ("node-manager-port", "object-manager-port",
                                                             "dashboard-agent-listen-port", "metrics-export-port",
                                                             "runtime-env-agent-port", "dashboard-agent-grpc-port")}
-        cmd = [str(BIN / "ray"), "start", "--block", "--object-store-memory", str(80 * 2**20),
-               "--temp-dir", str(self.temp_dir), "--node-ip-address", "127.0.0.1", *[x for kv in ports.items() for x in kv], *args]
+        start = [str(REPO / "scripts" / "ray-node.sh"), kind] if self.token else \
+            [str(BIN / "ray"), "start", *(["--head"] if kind == "head" else [])]
+        cmd = [*start, "--block", "--object-store-memory", str(80 * 2**20), "--temp-dir", str(self.temp_dir),
+               "--node-ip-address", "127.0.0.1", *[x for kv in ports.items() for x in kv], *args]
         with open(self.log_dir / f"{name}.log", "w") as log:
-            self.processes.append(subprocess.Popen(cmd, env=tool_env(**self.env), stdout=log, stderr=subprocess.STDOUT,
+            self.processes.append(subprocess.Popen(cmd, env=self.environ(), stdout=log, stderr=subprocess.STDOUT,
                                                    start_new_session=True))
 
-    def start(self) -> None:
-        self._start("head", "--head", "--port", str(self.port), "--num-cpus", "0", "--include-dashboard=false",
+    def start(self, workers: tuple[str, ...] = ("node-a", "node-b")) -> None:
+        self._start("head", "head", "--port", str(self.port), "--num-cpus", "0", "--include-dashboard=false",
                     "--ray-client-server-port", str(free_port()))
         self._wait(1)
-        for count, name in enumerate(("node-a", "node-b"), start=2):  # one at a time: 2 cores start them slowly
-            self._start(name, "--address", self.address, "--num-cpus", "1")
+        for count, name in enumerate(workers, start=2):  # one at a time: 2 cores start them slowly
+            self._start(name, "worker", "--address", self.address, "--num-cpus", "1")
             self._wait(count)
 
     def nodes(self) -> list[dict]:
         script = ("import json, ray; ray.init(address=%r, logging_level='ERROR');"
                   "print(json.dumps([n for n in ray.nodes() if n['Alive']]))" % self.address)
-        done = subprocess.run([sys.executable, "-c", script], env=tool_env(**self.env), capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", script], env=self.environ(), capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def jobs(self) -> tuple[str, list[str]]:
+        """(the id of the driver that asks, the ids of every other driver the cluster has had): a driver
+        is a job in the cluster's job table, which holds the ones that ended too."""
+        script = ("import json, ray; ray.init(address=%r, logging_level='ERROR');"
+                  "me = ray.get_runtime_context().get_job_id();"
+                  "print(json.dumps([me, sorted(j['JobID'] for j in ray._private.state.jobs() if j['JobID'] != me)]))"
+                  % self.address)
+        done = subprocess.run([sys.executable, "-c", script], env=self.environ(), capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
     def _wait(self, count: int) -> None:
         deadline = time.monotonic() + 180
@@ -113,6 +139,11 @@ class RayCluster:
         assert not left, f"left running: {[p.info['cmdline'][:2] for p in left]}"
 
 
+def without_ray_auth(env: dict[str, str]) -> dict[str, str]:
+    """`env` with no token and no token mode in it."""
+    return {k: v for k, v in env.items() if not k.startswith("RAY_AUTH_")}
+
+
 @pytest.fixture(scope="module")
 def cluster():
     temp_dir = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
@@ -122,6 +153,19 @@ def cluster():
         yield ray_cluster
     finally:
         ray_cluster.stop()  # which checks that none of its processes is left
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def open_cluster():
+    """A head alone (no CPUs: nothing could run on it anyway), started with no token."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="ro-", dir="/tmp"))
+    ray_cluster = RayCluster(temp_dir, temp_dir, token=False)
+    try:
+        ray_cluster.start(workers=())
+        yield ray_cluster
+    finally:
+        ray_cluster.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -148,7 +192,7 @@ def project(tmp_path_factory):
 
 def sweep(project: Path, cluster, tracking: str, *args: str, file: str = "sweeps/smoke.yaml", wait: bool = True):
     cmd = [str(BIN / "invaders"), "sweep", file, "--address", cluster.address, *args]
-    env = tool_env(MLFLOW_TRACKING_URI=tracking, **cluster.env)
+    env = {**cluster.environ(), "MLFLOW_TRACKING_URI": tracking}
     if wait:
         return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     return subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -220,6 +264,7 @@ def test_a_sweep_runs_on_both_nodes_and_every_trial_is_a_child_run_on_the_server
     mlflow = client(tracking)
     parent = json.loads((out / "sweep.json").read_text())["parent_run_id"]
     experiment = mlflow.get_run(parent).info.experiment_id
+    assert mlflow.get_run(parent).data.tags["sweep.cluster_auth"] == "token"  # the cluster's nodes want one
     children = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}' and tags.stage = 'train'")
     assert sorted(r.data.tags["sweep.trial"] for r in children) == sorted(t["id"] for t in trials)
     # Each trial's random baseline is a run of its own, as the baseline stage's is, and its evaluation names it.
@@ -335,6 +380,133 @@ def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stop
     assert mlflow.get_run(parent).info.status == "FINISHED"
 
 
+def refused(done: subprocess.CompletedProcess, started: float) -> str:
+    """The one line of a sweep refused as bad input (exit 2, in seconds); returns it without `error: `."""
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
+    assert time.monotonic() - started < 30
+    return lines[0][7:]
+
+
+def no_parent_run(tracking: str, name: str) -> bool:
+    mlflow = client(tracking)
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    return not experiments or not mlflow.search_runs(experiments, f"attributes.run_name = 'sweep-{name}'")
+
+
+@pytest.mark.cluster
+@pytest.mark.server
+def test_a_cluster_open_to_anyone_is_refused_before_anything_starts(project, open_cluster, cluster, tracking):
+    """A head started with no token runs code for any driver that reaches it: `invaders sweep --address`
+    asks it, as a stranger would, with no token; it answers, so the sweep stops in one line (exit 2) in
+    seconds, even from a driver that has a token (this one has the token cluster's), before any MLflow
+    run, any file or any Ray job (driver) exists."""
+    (project / "sweeps" / "open.yaml").write_text(yaml.safe_dump({"name": "open", "params": "presets/smoke.yaml",
+                                                                  "seeds": [0]}))
+    me, before = open_cluster.jobs()
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "invaders"), "sweep", "sweeps/open.yaml", "--address", open_cluster.address],
+                          cwd=project, env={**cluster.environ(), "MLFLOW_TRACKING_URI": tracking},
+                          capture_output=True, text=True, timeout=120)
+    line = refused(done, started)
+    assert line.startswith(f"--address {open_cluster.address}: this Ray cluster accepts connections without a"
+                           " token: anyone who reaches its port can run code on its nodes"), line
+    assert "RAY_AUTH_MODE=token" in line and line.endswith("pass --allow-unauthenticated-cluster for a cluster"
+                                                           " you know is isolated")
+    assert not (project / "data" / "sweeps" / "open").exists() and no_parent_run(tracking, "open")
+    assert open_cluster.jobs()[1] == sorted([*before, me])  # no driver but the one that asked before
+
+
+@pytest.mark.cluster
+def test_allow_unauthenticated_cluster_lets_a_sweep_use_an_open_cluster_and_names_it(project, open_cluster):
+    """With --allow-unauthenticated-cluster the check passes (the sweep gets as far as its --resume,
+    which has nothing to continue), and the parent run's tag says how the cluster was let in."""
+    (project / "sweeps" / "allowed.yaml").write_text(yaml.safe_dump({"name": "allowed", "params": "presets/smoke.yaml",
+                                                                     "seeds": [0]}))
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "invaders"), "sweep", "sweeps/allowed.yaml", "--address", open_cluster.address,
+                           "--allow-unauthenticated-cluster", "--resume"], cwd=project,
+                          env={**open_cluster.environ(), "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+                          capture_output=True, text=True, timeout=120)
+    assert refused(done, started).startswith("--resume: "), done.stderr
+    code = ("from invaders.sweep.driver import check_cluster;"
+            f"print(check_cluster({open_cluster.address!r}, 'http://127.0.0.1:9', True))")
+    tag = subprocess.run([sys.executable, "-c", code], env=open_cluster.environ(), capture_output=True, text=True,
+                         timeout=120)
+    assert tag.stdout.strip() == "none (allowed by --allow-unauthenticated-cluster)", tag.stderr[-2000:]
+
+
+@pytest.mark.cluster
+@pytest.mark.server
+@pytest.mark.parametrize("driver", ["another token", "no token"])
+def test_a_driver_without_the_clusters_token_is_refused_in_one_line(tmp_path, project, cluster, tracking, driver):
+    """The token cluster refuses a driver with another token, or with none (a HOME of its own, no
+    RAY_AUTH_*): the sweep says so in one line (exit 2) in seconds, before any MLflow run or file, and
+    neither token is in its output."""
+    (project / "sweeps" / "denied.yaml").write_text(yaml.safe_dump({"name": "denied", "params": "presets/smoke.yaml",
+                                                                    "seeds": [0]}))
+    other = tmp_path / "other_token"
+    other.write_text(secrets.token_hex(32))
+    other.chmod(0o600)
+    (tmp_path / "home").mkdir()
+    env = {**without_ray_auth(cluster.environ()), "MLFLOW_TRACKING_URI": tracking, "HOME": str(tmp_path / "home")}
+    if driver == "another token":
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(other)}
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "invaders"), "sweep", "sweeps/denied.yaml", "--address", cluster.address],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    line = refused(done, started)
+    says = (f"the cluster refused this driver's token (from RAY_AUTH_TOKEN_PATH={other}): it is not the one the"
+            " cluster's nodes were started with; " if driver == "another token" else
+            "the cluster requires a token and this driver has none; ")
+    assert line.startswith(f"--address {cluster.address}: {says}run the driver with RAY_AUTH_MODE=token"), line
+    for token in (other.read_text(), cluster.token_file.read_text()):
+        assert token not in done.stdout + done.stderr
+    assert not (project / "data" / "sweeps" / "denied").exists() and no_parent_run(tracking, "denied")
+
+
+@pytest.mark.unit
+def test_the_node_script_starts_ray_with_a_private_token_and_refuses_an_unusable_one(tmp_path):
+    """scripts/ray-node.sh (shellcheck-clean) runs `ray start` (here a stand-in that shows what it got)
+    with RAY_AUTH_MODE=token and the token file; the head makes the file (mode 0600, 64 hex digits,
+    never printed) when there is none, a worker refuses to start without it, and both refuse one that
+    is empty or that others can read. The real nodes of this module's token cluster start through it."""
+    script = REPO / "scripts" / "ray-node.sh"
+    lint = subprocess.run([str(BIN / "shellcheck"), str(script)], capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout
+    stub = tmp_path / "bin" / "ray"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\necho "ray $* mode=$RAY_AUTH_MODE path=$RAY_AUTH_TOKEN_PATH token=${RAY_AUTH_TOKEN:-}"\n')
+    stub.chmod(0o755)
+    (tmp_path / "home").mkdir()
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "RAY_AUTH_TOKEN": "ignored"}
+
+    def node(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    worker = node("worker", "--address", "10.0.0.5:6379")
+    assert worker.returncode == 2 and worker.stderr.startswith(f"error: {token}: no token file; copy the head's")
+    head = node("head", "--port", "6379", "--num-cpus", "0")
+    assert head.returncode == 0, head.stderr
+    assert head.stdout == f"ray start --head --port 6379 --num-cpus 0 mode=token path={token} token=\n"
+    assert re.fullmatch(r"[0-9a-f]{64}", token.read_text()) and token.stat().st_mode & 0o777 == 0o600
+    assert token.read_text() not in head.stdout + head.stderr
+    first = token.read_text()
+    worker = node("worker", "--address", "10.0.0.5:6379")
+    assert worker.stdout == f"ray start --address 10.0.0.5:6379 mode=token path={token} token=\n"
+    assert node("head").returncode == 0 and token.read_text() == first  # made once, then kept
+    token.chmod(0o644)
+    loose = node("worker", "--address", "10.0.0.5:6379")
+    assert loose.returncode == 2 and loose.stderr == f"error: {token}: readable by others than its owner (mode 644):" \
+        f" chmod 600 {token}\n" and not loose.stdout
+    token.write_text("")
+    token.chmod(0o600)
+    assert node("head").stderr == f"error: {token}: the token file is empty; copy the head's again\n"
+    assert node("nodes").stderr == "error: unknown node kind 'nodes' (allowed: head, worker)\n"
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("content, args, env, says", [
     ("name: x\nseeds: [0\n", [], {}, r"sweeps/bad.yaml: line \d+ not valid YAML"),
@@ -354,8 +526,6 @@ def test_a_sweep_stopped_with_ctrl_c_continues_with_resume_as_if_it_had_not_stop
     ("name: x\nparams: presets/smoke.yaml\nseeds: [0]\n", ["--resume"], {}, "--resume: "),
 ])
 def test_bad_sweep_input_is_one_line_and_exit_2_in_seconds(tmp_path, content, args, env, says):
-    import re
-
     shutil.copytree(REPO / "presets", tmp_path / "presets")
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweeps" / "bad.yaml").write_text(content)

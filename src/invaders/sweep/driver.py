@@ -32,30 +32,71 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
-def check_cluster(address: str | None, uri: str) -> None:
-    """An existing cluster must answer at `address`, and its nodes must reach the tracking store."""
+PROBE_SECONDS = 5  # for each of the checks' calls to the head: a cluster answers in milliseconds
+OPEN_ALLOWED = "none (allowed by --allow-unauthenticated-cluster)"
+
+
+def check_cluster(address: str | None, uri: str, allow_unauthenticated: bool = False) -> str:
+    """An existing cluster must answer at `address`, refuse a connection that carries no token (unless
+    `allow_unauthenticated`), take this driver's token, and its nodes must reach the tracking store.
+    Nothing runs on the cluster: each check is one call to its head. Returns the parent run's
+    `sweep.cluster_auth` tag."""
+    from invaders.compat import ray as ray_compat
     from invaders.tracking.store import redact
 
     if address is None:
-        return
+        if ray_compat.local_instance_auth() == "token":
+            return "token (the sweep's own Ray instance, on this machine)"
+        return ("none (the sweep's own Ray instance, on this machine, with"
+                f" RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']})")
     if _is_local_store(uri):
         raise SweepError(f"a sweep on a Ray cluster (--address {address}) needs a tracking server that every node"
                          f" can reach (MLFLOW_TRACKING_URI=http://host:port); {redact(uri)!r} is a file on this"
                          " machine (run without --address for a sweep on this machine only)")
+    target = address
     if address == "auto":
-        return
-    host, _, port = address.rpartition(":")
+        target = ray_compat.local_cluster()
+        if target is None:
+            raise SweepError("--address auto: no Ray cluster runs on this machine (start one with"
+                             " `ray start --head --port PORT`, or give the head's HOST:PORT)")
+    host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise SweepError(f"--address: {address!r}: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379)")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
     except OSError as exc:
         raise SweepError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc});"
                          " start one with `ray start --head --port PORT`") from None
+    try:
+        # As a stranger would: a call that carries no token at all.
+        open_to_anyone = ray_compat.gcs_call(target, PROBE_SECONDS)
+        if open_to_anyone and not allow_unauthenticated:
+            raise SweepError(f"--address {address}: this Ray cluster accepts connections without a token: anyone"
+                             " who reaches its port can run code on its nodes (and read the tracking login the"
+                             " trials get); start every node with RAY_AUTH_MODE=token and one shared token (see"
+                             " docs/sweeps.md, On several machines), or pass --allow-unauthenticated-cluster"
+                             " for a cluster you know is isolated")
+        state, token = ray_compat.driver_token(auto=address == "auto")  # what ray.init will send
+        if open_to_anyone or ray_compat.gcs_call(target, PROBE_SECONDS, token):
+            return OPEN_ALLOWED if open_to_anyone else "token"
+    except ray_compat.ClusterUnusable as exc:
+        raise SweepError(f"--address {address}: {exc}") from None
+    fix = ("run the driver with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=FILE, FILE a copy (mode 0600) of the"
+           " token file the cluster's nodes were started with")
+    if state == "sent":
+        raise SweepError(f"--address {address}: the cluster refused this driver's token (from"
+                         f" {ray_compat.token_source()}): it is not the one the cluster's nodes were started"
+                         f" with; {fix}")
+    if state == "off":
+        raise SweepError(f"--address {address}: the cluster requires a token and this driver sends none"
+                         f" (RAY_AUTH_MODE is not 'token', so the one in {ray_compat.token_source()} is not"
+                         f" sent); {fix}")
+    raise SweepError(f"--address {address}: the cluster requires a token and this driver has none; {fix}")
 
 # --- the driver ---------------------------------------------------------------------------------------
 
-def run(path: Path, address: str | None = None, resume: bool = False, write_best: Path | None = None) -> dict:
+def run(path: Path, address: str | None = None, resume: bool = False, write_best: Path | None = None,
+        allow_unauthenticated_cluster: bool = False) -> dict:
     """`invaders sweep`: validate, run every trial on the cluster, summarize; returns the summary."""
     from invaders.tracking.store import connect, start_run, tracking_uri
 
@@ -63,7 +104,7 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
     base = Params.model_validate(trials[0].params)
     address = address or os.environ.get("RAY_ADDRESS") or None
     uri = tracking_uri()
-    check_cluster(address, uri)
+    cluster_auth = check_cluster(address, uri, allow_unauthenticated_cluster)
     out = (SWEEPS / sweep.name).resolve()
     state = out / "sweep.json"
     if resume and not state.is_file():
@@ -88,6 +129,7 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
                            "sweep.cpus_per_trial": sweep.resources.cpus}.items():
             mlflow.MlflowClient().log_param(parent, key, str(value))
         files.write_json(state, {"parent_run_id": parent, "sweep_file": str(path)})
+    mlflow.MlflowClient().set_tag(parent, "sweep.cluster_auth", cluster_auth)  # this driver's cluster
 
     results = _tune(sweep, trials, out, storage, address, uri, parent, resume)
 
