@@ -71,8 +71,8 @@ docs: install
 docs-serve: install
 	$(RUN) mkdocs serve
 
-# Every locked wheel for CPython 3.12 and 3.13 (manylinux x86_64), downloaded into a temporary directory and
-# checked against the lock (tests/packaging runs the same check as pip's dry run).
+# Every locked wheel for CPython 3.12 and 3.13 (manylinux x86_64; 1.1 GB each), downloaded into a temporary
+# directory, removed afterwards, and checked against the lock (tests/packaging runs the same check as a dry run).
 CHECK_PYTHONS ?= 3.12 3.13
 check-lock: install
 	$(RUN) python scripts/check-lock.py --download $(CHECK_PYTHONS)

@@ -63,7 +63,7 @@ def run_check(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.e2e
 def test_the_lock_resolves_from_wheels_on_python_3_12_and_3_13():
     """pip's dry run (on pypi.org it reads each wheel's metadata file, not the wheel; an index without those
-    downloads the wheels, 1.2 GB for each version, kept nowhere)."""
+    downloads the wheels, 1.1 GB for each version, kept nowhere)."""
     result = run_check("3.12", "3.13")
     assert result.returncode == 0, result.stdout + result.stderr
     for python in ("3.12", "3.13"):
