@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install repro test test-fast bench lock mlflow-ui ui-screenshots mlflow-server clean
+.PHONY: install repro test test-fast fuzz bench bench-tracking lock mlflow-ui ui-screenshots mlflow-server clean
 
 install: $(STAMP)
 
@@ -27,6 +27,13 @@ test: install
 test-fast: install
 	$(RUN) python -m pytest -m unit -n 2 --dist loadscope -q
 
+# Bad input by the thousand: the fuzz tests (tests/fuzz.py) with 20 times the suite's cases, then how many
+# cases each target tried and how many failed.
+FUZZ_TESTS := tests/base/test_fuzz_params.py tests/sweep/test_fuzz_sweep.py tests/rl/test_fuzz_model.py \
+              tests/rl/test_fuzz_checkpoint.py
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(RUN) python -m pytest $(FUZZ_TESTS) -m unit -q -p no:cacheprovider
+
 # The PyTorch peer (Stable-Baselines3) runs in a venv of its own, timed in the same bench run.
 SB3 := $(CURDIR)/.venv-sb3
 $(SB3)/.installed: benchmarks/sb3-requirements.txt
@@ -36,6 +43,10 @@ $(SB3)/.installed: benchmarks/sb3-requirements.txt
 
 bench: install $(SB3)/.installed
 	$(RUN) python benchmarks/run.py --sb3-python $(SB3)/bin/python
+
+# The team server under load: 8 writers through the outbox, the server restarted once; nothing lost.
+bench-tracking: install
+	$(RUN) python benchmarks/tracking_load.py
 
 # Re-resolve the dependency ranges in pyproject.toml and pin the result.
 lock:
