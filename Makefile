@@ -15,8 +15,8 @@ STAMP  := $(VENV)/.installed-$(PY_VERSION)
 # Stages run `python ...`: put the venv first on PATH so that is the venv's python.
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: install check-python repro test test-fast test-prerequisites docs docs-serve check-lock bench lock \
-	lock-upgrade mlflow-ui ui-screenshots mlflow-server clean
+.PHONY: install check-python repro test test-fast test-prerequisites fuzz docs docs-serve check-lock bench \
+	bench-tracking lock lock-upgrade mlflow-ui ui-screenshots mlflow-server clean
 
 install: $(STAMP)
 
@@ -77,6 +77,13 @@ CHECK_PYTHONS ?= 3.12 3.13
 check-lock: install
 	$(RUN) python scripts/check-lock.py --download $(CHECK_PYTHONS)
 
+# Bad input by the thousand: the fuzz tests (tests/fuzz.py) with 20 times the suite's cases, then how many
+# cases each target tried and how many failed.
+FUZZ_TESTS := tests/base/test_fuzz_params.py tests/sweep/test_fuzz_sweep.py tests/rl/test_fuzz_model.py \
+              tests/rl/test_fuzz_checkpoint.py
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(RUN) python -m pytest $(FUZZ_TESTS) -m unit -q -p no:cacheprovider
+
 # The PyTorch peer (Stable-Baselines3) runs in a venv of its own, timed in the same bench run.
 SB3 := $(CURDIR)/.venv-sb3
 $(SB3)/.installed: benchmarks/sb3-requirements.txt
@@ -87,6 +94,11 @@ $(SB3)/.installed: benchmarks/sb3-requirements.txt
 
 bench: install $(SB3)/.installed
 	$(RUN) python benchmarks/run.py --sb3-python $(SB3)/bin/python
+
+# The team server under load: 8 writers through the outbox, the server restarted once; nothing lost.
+bench-tracking: install
+	$(RUN) python benchmarks/tracking_load.py
+
 
 # Pin the dependency ranges in pyproject.toml for Python 3.11-3.13 in one lock (uv's universal resolution, in a
 # throwaway venv): `make lock` keeps the versions already pinned and resolves only what changed in pyproject.toml;
