@@ -41,9 +41,9 @@ fi
 mode=$(stat -L -c %a -- "$token")
 (( (8#$mode & 8#077) == 0 )) || fail "$token: readable by others than its owner (mode $mode): chmod 600 $token"
 
-# `make install` puts ray in the project's .venv.
+# The ray on PATH (an active venv), else the one `make install` put in the project's .venv.
 repo=$(cd -- "$(dirname -- "$0")/.." && pwd)
-if [ -x "$repo/.venv/bin/ray" ]; then PATH="$repo/.venv/bin:$PATH"; export PATH; fi
+if ! command -v ray >/dev/null && [ -x "$repo/.venv/bin/ray" ]; then PATH="$repo/.venv/bin:$PATH"; export PATH; fi
 command -v ray >/dev/null || fail "ray not found: run make install"
 
 unset RAY_AUTH_TOKEN

@@ -297,16 +297,17 @@ def test_a_sweep_runs_on_both_nodes_and_every_trial_is_a_child_run_on_the_server
 def test_a_trial_whose_node_dies_restarts_on_the_other_node_and_ends_as_if_it_had_not(project, cluster, tracking,
                                                                                        smoke):
     """The base setting's two trials again, in a sweep of their own; the node of one of them is killed
-    (its raylet) once the trial has reported its first checkpoint to Ray: it restarts on the other node
+    (its raylet) once the trial has reported its second checkpoint to Ray: it restarts on the other node
     from that checkpoint, in the same MLflow run, and its outputs and metric histories are those of the
     smoke sweep's."""
     (project / "sweeps" / "fault.yaml").write_text(yaml.safe_dump({"name": "fault", "params": "presets/smoke.yaml",
                                                                    "seeds": [0, 1], "max_failures": 3}))
     out = project / "data" / "sweeps" / "fault"
     process, output, reader = sweep_in_background(project, cluster, tracking, "sweeps/fault.yaml")
-    # Its first checkpoint (step 100 of 300) is with Ray: the trial is between it and its end.
+    # Its second checkpoint (step 200 of 300) is on disk, so the driver has taken in the first one's report
+    # (killed at the first's folder, the trial could start over unrestored): between it and its end.
     victim = wait_for(lambda: next((trial for trial in ("base-seed0", "base-seed1")
-                                    if (out / "ray" / "fault" / trial / "checkpoint_000000").is_dir()), None),
+                                    if (out / "ray" / "fault" / trial / "checkpoint_000001").is_dir()), None),
                       process, output)
     worker = psutil.Process(attempts(out / "trials" / victim)[0]["pid"])
     raylet = psutil.Process(worker.ppid())
