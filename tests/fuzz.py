@@ -457,18 +457,39 @@ def model_files(good: bytes, lambda_model: bytes):
 
 # --- checkpoints ----------------------------------------------------------------------------------------
 
-def checkpoint_files(good: bytes):
-    """Checkpoint files made from a good one: cut, bytes flipped, random bytes; and files whose trailer is
-    right but whose bytes are not a checkpoint's (changed and checksummed again, a .npy, odd metadata)."""
+def trailer(body: bytes) -> bytes:
+    """`body` as a checkpoint file: its SHA-256 and the magic after it."""
     import hashlib
+
+    from invaders.rl.checkpoint import MAGIC
+
+    return body + hashlib.sha256(body).digest() + MAGIC
+
+
+def npz(**arrays) -> bytes:
     import io
 
     import numpy as np
 
-    from invaders.rl.checkpoint import MAGIC
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
-    def trailer(body: bytes) -> bytes:
-        return body + hashlib.sha256(body).digest() + MAGIC
+
+def npy(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def checkpoint_files(good: bytes):
+    """Checkpoint files made from a good one: cut, bytes flipped, random bytes; and files whose trailer is
+    right but whose bytes are not a checkpoint's (changed and checksummed again, a .npy, odd metadata)."""
+    import numpy as np
 
     def flips(data, again=False):
         spots, values_ = data
@@ -476,16 +497,6 @@ def checkpoint_files(good: bytes):
         for spot, value in zip(spots, values_):
             body[spot % len(body)] = value
         return trailer(bytes(body)) if again else bytes(body)
-
-    def npz(**arrays) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
-
-    def npy(array) -> bytes:
-        buf = io.BytesIO()
-        np.save(buf, array)
-        return buf.getvalue()
 
     spots = st.tuples(st.lists(st.integers(0, 10**7), min_size=1, max_size=4),
                       st.lists(st.integers(0, 255), min_size=4, max_size=4))

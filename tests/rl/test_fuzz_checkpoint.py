@@ -2,11 +2,10 @@
 is right but whose bytes are no checkpoint's. `latest` never raises: a damaged file is skipped with a
 one-line warning and the good one before it is used; a changed file is never taken for a good one."""
 
-import io
 
 import numpy as np
 import pytest
-from fuzz import cases, check, checkpoint_files, failed
+from fuzz import cases, check, checkpoint_files, failed, npy, npz, trailer
 from hypothesis import given
 
 from invaders.rl import checkpoint
@@ -41,24 +40,6 @@ def test_damaged_checkpoints_are_skipped_with_one_line(tmp_path, capsys):
 
     one()
     failed("checkpoint")
-
-
-def trailer(body: bytes) -> bytes:
-    import hashlib
-
-    return body + hashlib.sha256(body).digest() + checkpoint.MAGIC
-
-
-def npz(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def npy(array) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 # Found by the fuzzing: right trailer, wrong content. Each raised out of `latest` (a traceback) before.
