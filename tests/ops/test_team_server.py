@@ -1,11 +1,14 @@
 """The team server as a team runs it: `scripts/mlflow-server.sh --local-postgres` (a real PostgreSQL
-cluster and a real MLflow server with logins), users made with `invaders users add`, the pipeline
-and the retrain script run by a writer, a reader and an admin, and the server going away mid-run."""
+cluster and a real MLflow server with logins) serving HTTPS with a certificate of a private CA (made by
+trustme) that every client trusts through MLFLOW_TRACKING_SERVER_CERT_PATH, users made with `invaders
+users add`, the pipeline and the retrain script run by a writer, a reader and an admin, the server
+going away mid-run, and a writer's permission revoked mid-run."""
 
 import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -15,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trustme
 import yaml
-from conftest import REPO, TINY, free_port, make_project, merge, ran_stages, run
+from conftest import BIN, REPO, TINY, free_port, make_project, merge, ran_stages, run, tool_env
 
 pytestmark = pytest.mark.server
 
@@ -36,12 +40,20 @@ def no_secret_in(*texts: str) -> None:
 
 
 class TeamServer:
-    """scripts/mlflow-server.sh --local-postgres DIR, started and stopped as a user would."""
+    """scripts/mlflow-server.sh --local-postgres DIR --tls-cert --tls-key, started and stopped as a user
+    would; its certificate is signed by a CA of its own, whose certificate (`ca`) its clients trust."""
 
     def __init__(self, root: Path):
         self.root, self.port = root, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
+        self.uri = f"https://127.0.0.1:{self.port}"
         self.process, self.starts = None, 0
+        authority, tls = trustme.CA(), root / "tls"
+        tls.mkdir()
+        self.ca, self.cert, self.key = tls / "ca.pem", tls / "cert.pem", tls / "key.pem"
+        authority.cert_pem.write_to_path(self.ca)
+        issued = authority.issue_cert("127.0.0.1", "localhost")
+        issued.cert_chain_pems[0].write_to_path(self.cert)
+        issued.private_key_pem.write_to_path(self.key)
 
     def start(self) -> None:
         self.starts += 1
@@ -49,12 +61,13 @@ class TeamServer:
         env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
         self.process = subprocess.Popen(
             ["bash", str(REPO / "scripts" / "mlflow-server.sh"), "--local-postgres", str(self.root / "pg"),
-             "--port", str(self.port), "--workers", "1"],
+             "--port", str(self.port), "--workers", "1", "--tls-cert", str(self.cert), "--tls-key", str(self.key)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        trusted = ssl.create_default_context(cafile=self.ca)
         deadline = time.monotonic() + 240  # a loaded 2-core machine can take minutes
         while True:
             try:
-                urllib.request.urlopen(f"{self.uri}/health", timeout=2)
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2, context=trusted)
                 return
             except OSError:
                 assert self.process.poll() is None, self.log()
@@ -73,7 +86,8 @@ class TeamServer:
         return "".join(p.read_text() for p in sorted(self.root.glob("server-*.log")))
 
     def env(self, user: str | None = None, password: str | None = None) -> dict[str, str]:
-        env = {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+        env = {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_SERVER_CERT_PATH": str(self.ca),
+               "MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
         if user:
             env.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
         return env
@@ -101,11 +115,13 @@ def server():
     root = Path(tempfile.mkdtemp(prefix="invaders-team-"))
     root.chmod(0o755)
     team = TeamServer(root)
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+                                            "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     team.start()
     try:
+        assert f"mlflow-server: {team.uri} (artifacts: " in team.log() and "mlflow-server: warning" not in team.log()
         for name, role, password in ((WRITER, "writer", WRITER_PASSWORD), (READER, "reader", READER_PASSWORD)):
-            added = subprocess.run([str(REPO / ".venv" / "bin" / "invaders"), "users", "add", name, "--role", role],
+            added = subprocess.run([str(BIN / "invaders"), "users", "add", name, "--role", role],
                                    input=password + "\n", capture_output=True, text=True, cwd=REPO,
                                    env={**os.environ, **team.admin()}, timeout=120)
             assert added.returncode == 0, added.stderr
@@ -237,25 +253,48 @@ def test_only_an_admin_crowns_the_champion(server, writer_project):
         client.get_model_version_by_alias("invaders-dqn", "champion")
 
 
+# "In seconds": MLflow's own retries would take minutes; a starved machine (here seen: 19 s to import
+# MLflow) takes tens of seconds to start a Python process that imports it.
+SECONDS = 60
+# What a client that does not trust the server's CA says (OpenSSL's words in the brackets).
+UNTRUSTED = (r"its TLS certificate is not trusted \([^()]+\); set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA's"
+             r" certificate")
+
+
 def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path):
-    """No login, a wrong password, a reader: one line each naming the URI and the reason, exit 2, in
-    seconds, before any work (nothing written)."""
+    """No login, a wrong password, a reader, a writer whose client does not trust the server's certificate
+    (MLFLOW_TRACKING_SERVER_CERT_PATH unset, here empty as an unset CI secret gives): one line each naming
+    the URI and the reason, exit 2, in seconds, before any work (nothing written)."""
     make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), repro=False)
+    no_ca = {**server.writer(), "MLFLOW_TRACKING_SERVER_CERT_PATH": ""}
     cases = [
-        (server.env(), "unauthenticated: the server needs a login (set MLFLOW_TRACKING_USERNAME and"
-                       " MLFLOW_TRACKING_PASSWORD)"),
-        (server.env(WRITER, "not-the-password"), f"unauthenticated: wrong user name or password for user '{WRITER}'"),
-        (server.reader(), f"forbidden: user '{READER}' may not write to experiment 'invaders' (a writer needs EDIT on"
-                          " it: an admin runs `invaders users add NAME --role writer`)"),
+        (server.env(), re.escape("unauthenticated: the server needs a login (set MLFLOW_TRACKING_USERNAME and"
+                                 " MLFLOW_TRACKING_PASSWORD)")),
+        (server.env(WRITER, "not-the-password"),
+         re.escape(f"unauthenticated: wrong user name or password for user '{WRITER}'")),
+        (server.reader(), re.escape(f"forbidden: user '{READER}' may not write to experiment 'invaders' (a writer needs"
+                                    " EDIT on it: an admin runs `invaders users add NAME --role writer`)")),
+        (no_ca, UNTRUSTED),
     ]
     for env, reason in cases:
         started = time.monotonic()
         failed = run(["python", "pipeline/baseline.py"], tmp_path, check=False, **env)
-        assert time.monotonic() - started < 30
+        assert time.monotonic() - started < SECONDS
         assert failed.returncode == 2, failed.stderr[-2000:]
-        assert failed.stderr.strip() == f"error: MLflow tracking URI '{server.uri}' is not usable: {reason}"
+        assert re.fullmatch(f"error: MLflow tracking URI '{re.escape(server.uri)}' is not usable: {reason}",
+                            failed.stderr.strip()), failed.stderr
         assert not (tmp_path / "data").exists()
         no_secret_in(failed.stdout, failed.stderr)
+    # `invaders ui` and `invaders users` without the CA: the same reason, in seconds, no retries.
+    for command, says in ((["invaders", "ui"], f"MLflow tracking URI '{re.escape(server.uri)}' is not usable: "),
+                          (["invaders", "users", "add", "newcomer", "--role", "reader"],
+                           f"{re.escape(server.uri)}: cannot add user 'newcomer': ")):
+        started = time.monotonic()
+        failed = subprocess.run(command, cwd=tmp_path, input="a-password\n", capture_output=True, text=True,
+                                timeout=120, env=tool_env(**{**server.admin(), "MLFLOW_TRACKING_SERVER_CERT_PATH": ""}))
+        assert time.monotonic() - started < SECONDS
+        assert failed.returncode == 2 and re.fullmatch(f"error: {says}{UNTRUSTED}", failed.stderr.strip()), \
+            failed.stderr
     # A wrong password is not a missing model.
     play = run(["invaders", "play", "--model", "models:/invaders-dqn@champion"], tmp_path, check=False,
                **server.env(WRITER, "not-the-password"))
@@ -264,28 +303,90 @@ def test_bad_credentials_stop_a_stage_before_any_work(server, tmp_path):
         " MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")
 
 
-def wait_for_training(server, experiment: str, runs: int) -> None:
-    """Until `runs` training runs on the server have logged their first points."""
+def wait_for_training(server, experiment: str, runs: int, metric: str = "epsilon") -> None:
+    """Until `runs` training runs on the server have logged their first points: the first log window's
+    (`epsilon`), or with metric="system/" the first system metrics, a second into training."""
     client = server.client(server.admin())
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         exp = client.get_experiment_by_name(experiment)
         if exp is not None:
             started = [r for r in client.search_runs([exp.experiment_id], "tags.stage = 'train'")
-                       if "epsilon" in r.data.metrics]
+                       if any(key.startswith(metric) for key in r.data.metrics)]
             if len(started) >= runs:
                 return
         time.sleep(0.5)
     raise AssertionError("training did not start")
 
 
-def writer_experiment(server, name: str) -> None:
-    """An experiment of the test's own, so the writer project's runs stay apart; the writer may write to it."""
+def users_admin(server):
+    """MLflow's client for users and permissions, as the admin."""
     from mlflow.server import get_app_client
 
+    server.client(server.admin())  # its login, in the environment
+    return get_app_client("basic-auth", tracking_uri=server.uri)
+
+
+def writer_experiment(server, name: str) -> str:
+    """An experiment of the test's own, so the writer project's runs stay apart; the writer may write to it.
+    Returns its id."""
     experiment_id = server.client(server.admin()).create_experiment(name)
-    get_app_client("basic-auth", tracking_uri=server.uri).grant_user_permission(WRITER, "experiment", experiment_id,
-                                                                                "EDIT")
+    users_admin(server).grant_user_permission(WRITER, "experiment", experiment_id, "EDIT")
+    return experiment_id
+
+
+TRAIN = ["python", "pipeline/train.py"]
+NOTHING_TO_TRAIN = "train: the outputs are those of the current params and code: nothing to train"
+
+
+def train_alone(server, writer_project: Path, root: Path, experiment: str) -> str:
+    """A project in `root` with the writer project's params and start network, so its train stage runs
+    alone, tracked in an experiment of its own; returns the experiment's id."""
+    make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()),
+                             {**PARAMS, "mlflow": {"experiment": experiment}}), repro=False)
+    (root / "data" / "model").mkdir(parents=True)
+    (root / "data" / "model" / "model.keras").write_bytes((writer_project / "data/model/model.keras").read_bytes())
+    return writer_experiment(server, experiment)
+
+
+def in_background(cmd: list[str], cwd: Path, **env: str):
+    """`run(cmd)` in a thread; returns the function that waits for its result."""
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=run(cmd, cwd, check=False, **env)))
+    thread.start()
+
+    def result() -> subprocess.CompletedProcess:
+        thread.join(timeout=600)
+        return outcome["result"]
+    return result
+
+
+def kept(result: subprocess.CompletedProcess, because: str, then: str) -> int:
+    """The train stage ended with its outputs written and its records kept: exit 3 and one error line
+    saying `because` (a regex), how many records, and to run it again `then`; returns that number."""
+    assert result.returncode == 3, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    found = len(errors) == 1 and re.fullmatch(
+        rf"error: train: outputs written, but {because} ([1-9]\d*) records and the run's artifacts are kept in"
+        rf" data/train/unsent-tracking\.jsonl; run the stage again {then} \(nothing is trained again\)", errors[0])
+    assert found, errors
+    return int(found.group(1))
+
+
+def sent_by_a_rerun(server, root: Path, history: bytes) -> str:
+    """The stage run again sends what was kept and trains nothing; the run is then complete. Returns its id."""
+    out = root / "data" / "train"
+    again = run(TRAIN, root, **server.writer())
+    assert again.stdout.splitlines()[-1] == NOTHING_TO_TRAIN
+    assert (out / "history.csv").read_bytes() == history and not (out / "unsent-tracking.jsonl").exists()
+    client = server.client(server.reader())
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    got = histories(client, run_id)
+    assert [s for s, _ in got["episode_reward"]] == [int(x.split(b",")[1]) for x in history.splitlines()[1:]]
+    assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
+    assert finished_with_artifacts(client, run_id)
+    no_secret_in(again.stdout, again.stderr)
+    return run_id
 
 
 EVALUATION = {"mean_reward", "std_reward", "min_reward", "max_reward", "episodes", "baseline_mean_reward", "improvement"}
@@ -353,11 +454,7 @@ def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, wr
     the records kept, exit 3; after it is back, the stage run again sends them without training.
     Meanwhile an outbox with room for 10 records in memory takes 100: 90 wait in its spill file, and
     all 100 arrive in order once the server is back."""
-    make_project(tmp_path, merge(yaml.safe_load((REPO / "params.yaml").read_text()),
-                                 {**PARAMS, "mlflow": {"experiment": "stays-away"}}), repro=False)
-    (tmp_path / "data" / "model").mkdir(parents=True)  # the writer project's start network: train alone
-    (tmp_path / "data" / "model" / "model.keras").write_bytes((writer_project / "data/model/model.keras").read_bytes())
-    writer_experiment(server, "stays-away")
+    train_alone(server, writer_project, tmp_path, "stays-away")
     import mlflow
 
     from invaders.tracking.outbox import Outbox
@@ -366,44 +463,59 @@ def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, wr
     mlflow.set_tracking_uri(server.uri)
     spill_run = server.client(server.writer()).create_run(
         server.client(server.writer()).get_experiment_by_name("stays-away").experiment_id).info.run_id
-    train = ["python", "pipeline/train.py"]
-    outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(first=run(
-        train, tmp_path, check=False, INVADERS_TRACKING_WAIT="5", **server.writer())))
-    thread.start()
+    first = in_background(TRAIN, tmp_path, INVADERS_TRACKING_WAIT="5", **server.writer())
     wait_for_training(server, "stays-away", runs=1)
     server.stop()
     outbox = Outbox(spill_run, tmp_path / "spill.jsonl", memory_limit=10, echo=lambda line: None)
     for step in range(100):
         outbox.log_metrics({"x": float(step)}, step)
     assert len((tmp_path / "spill.jsonl").read_text().splitlines()) == 90
-    thread.join(timeout=600)
-    first = outcome["first"]
-    assert first.returncode == 3, first.stderr[-2000:]
-    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and re.fullmatch(
-        r"error: train: outputs written, but the tracking server does not answer: [1-9]\d* records and the run's"
-        r" artifacts are kept in data/train/unsent-tracking\.jsonl; run the stage again when it is back \(nothing is"
-        r" trained again\)", errors[0])
+    away = first()
+    kept(away, "the tracking server does not answer:", "when it is back")
     out = tmp_path / "data" / "train"
     assert (out / "unsent-tracking.jsonl").is_file() and (out / "model.keras").is_file()
     history = (out / "history.csv").read_bytes()
-    no_secret_in(first.stdout, first.stderr, (out / "unsent-tracking.jsonl").read_text())
+    no_secret_in(away.stdout, away.stderr, (out / "unsent-tracking.jsonl").read_text())
 
     server.start()
     assert outbox.close(120.0) == [] and not (tmp_path / "spill.jsonl").exists()
     mlflow.set_tracking_uri("")
     spilled = server.client(server.reader()).get_metric_history(spill_run, "x")
     assert sorted((m.step, m.value) for m in spilled) == [(i, float(i)) for i in range(100)]
-    again = run(train, tmp_path, **server.writer())
-    assert again.stdout.splitlines()[-1] == "train: the outputs are those of the current params and code: nothing to train"
-    assert (out / "history.csv").read_bytes() == history and not (out / "unsent-tracking.jsonl").exists()
-    client = server.client(server.reader())
+    sent_by_a_rerun(server, tmp_path, history)
+
+
+def test_records_a_writer_may_no_longer_send_are_kept_and_sent_once_allowed_again(server, writer_project, tmp_path):
+    """The writer's EDIT on the experiment is revoked a second into training: not an outage. One line
+    naming the server's answer, training goes on to the end, every record from then on is kept, and the
+    stage exits 3 with that answer. Once EDIT is granted again, the stage run again sends them without
+    training: the run ends with exactly the training metrics and params of the writer project's run."""
+    experiment_id = train_alone(server, writer_project, tmp_path, "revoked")
+    first = in_background(TRAIN, tmp_path, **server.writer())
+    wait_for_training(server, "revoked", runs=1, metric="system/")
+    users_admin(server).revoke_user_permission(WRITER, "experiment", experiment_id)
+    refused = first()
+    answer = "HTTP 403 PERMISSION_DENIED: Permission denied"
+    count = kept(refused, f"the tracking server refused the run's records: {answer} \\(user '{WRITER}' needs EDIT on"
+                          " experiment 'revoked'\\);", "once that is fixed")
+    said = [line for line in (refused.stdout + refused.stderr).splitlines() if line.startswith("tracking:")]
+    assert said == [f"tracking: the tracking server refused the run's records: {answer}; keeping them for the next"
+                    " run of the stage, training goes on"]
+    out = tmp_path / "data" / "train"
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 300  # trained to the end
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
-    got = histories(client, run_id)
-    assert [s for s, _ in got["episode_reward"]] == [int(x.split(b",")[1]) for x in history.splitlines()[1:]]
-    assert [s for s, _ in got["val_mean_reward"]] == [100, 200, 300]
-    assert finished_with_artifacts(client, run_id)
+    header = json.loads((out / "unsent-tracking.jsonl").read_text().splitlines()[0])
+    assert header["run_id"] == run_id and len((out / "unsent-tracking.jsonl").read_text().splitlines()) == count + 1
+    assert server.client(server.reader()).get_run(run_id).info.status == "RUNNING"  # nothing finished it
+    no_secret_in(refused.stdout, refused.stderr)
+
+    users_admin(server).grant_user_permission(WRITER, "experiment", experiment_id, "EDIT")
+    assert sent_by_a_rerun(server, tmp_path, (out / "history.csv").read_bytes()) == run_id
+    client = server.client(server.reader())
+    reference = json.loads((writer_project / "data/train/mlflow_run.json").read_text())["run_id"]
+    assert training_metrics(client, run_id) == training_metrics(client, reference)
+    params = {k: v for k, v in client.get_run(run_id).data.params.items() if k != "mlflow.experiment"}
+    assert params == {k: v for k, v in client.get_run(reference).data.params.items() if k != "mlflow.experiment"}
 
 
 def test_an_older_schema_is_upgraded_after_saying_so(tmp_path):

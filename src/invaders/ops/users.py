@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import warnings
 
 from invaders.errors import UserError, first_line
 from invaders.tracking.store import no_retries, redact, refusal, tls_problem, tracking_uri
@@ -52,6 +53,7 @@ def add_user(name: str, role: str, password: str, experiment: str, model_name: s
     """Create user `name` with `role` on the tracking server; returns one line saying what was done."""
     import mlflow
     from mlflow.exceptions import MlflowException
+
     from mlflow.server import get_app_client
 
     if role not in ROLES:
@@ -59,7 +61,9 @@ def add_user(name: str, role: str, password: str, experiment: str, model_name: s
     uri = tracking_uri()
     if not uri.startswith(("http://", "https://")):
         raise UserError(f"MLFLOW_TRACKING_URI must name the team server (http[s]://...), not {redact(uri)!r}")
-    auth = get_app_client("basic-auth", tracking_uri=uri)
+    with warnings.catch_warnings():  # MLflow's server app, imported with the auth client, warns of its own imports
+        warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+        auth = get_app_client("basic-auth", tracking_uri=uri)
     try:
         # The first request: a server that does not answer or is not trusted fails in seconds (and a
         # user created by a try whose answer was lost would make the next one fail).
