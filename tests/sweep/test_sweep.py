@@ -77,7 +77,7 @@ class RayCluster:
             self._wait(count)
 
     def nodes(self) -> list[dict]:
-        script = ("import json, ray; ray.init(address=%r, logging_level='ERROR');"
+        script = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
                   "print(json.dumps([n for n in ray.nodes() if n['Alive']]))" % self.address)
         done = subprocess.run([sys.executable, "-c", script], env=self.environ(), capture_output=True, text=True,
                               timeout=120)
@@ -87,7 +87,7 @@ class RayCluster:
     def jobs(self) -> tuple[str, list[str]]:
         """(the id of the driver that asks, the ids of every other driver the cluster has had): a driver
         is a job in the cluster's job table, which holds the ones that ended too."""
-        script = ("import json, ray; ray.init(address=%r, logging_level='ERROR');"
+        script = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
                   "me = ray.get_runtime_context().get_job_id();"
                   "print(json.dumps([me, sorted(j['JobID'] for j in ray._private.state.jobs() if j['JobID'] != me)]))"
                   % self.address)
