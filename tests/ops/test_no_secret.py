@@ -69,7 +69,7 @@ def test_no_password_token_or_key_in_any_output(tmp_path, monkeypatch):
     server, cluster, outputs = TeamServer(root), RayCluster(ray_dir, ray_dir), []
     try:
         server.start()
-        cluster._start("head", "--head", "--port", str(cluster.port), "--num-cpus", "1", "--include-dashboard=false",
+        cluster._start("head", "head", "--port", str(cluster.port), "--num-cpus", "1", "--include-dashboard=false",
                        "--ray-client-server-port", str(free_port()))
         cluster._wait(1)
         secrets = (ADMIN_PASSWORD, WRITER_PASSWORD, SERVER_KEY, (ray_dir / "auth_token").read_text().strip())
