@@ -379,11 +379,13 @@ def json_mutations(config: dict):
             if not path:
                 continue
             parent = tree
-            try:
+            try:  # an earlier change may have replaced what the path went through
                 for key in path[:-1]:
                     parent = parent[key]
                 parent[path[-1]]
             except (KeyError, IndexError, TypeError):
+                continue
+            if not isinstance(parent, (dict, list)):
                 continue
             kind = draw(st.sampled_from(["value", "remove", "lambda", "class"]))
             if kind == "remove":
@@ -410,7 +412,10 @@ def zip_entries(entries: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for name, data in entries.items():
-            z.writestr(name, data)
+            try:
+                z.writestr(name, data)
+            except (IndexError, ValueError):  # a name zipfile cannot write ("/"): leave it out
+                pass
     return buf.getvalue()
 
 

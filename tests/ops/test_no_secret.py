@@ -17,7 +17,7 @@ from conftest import BIN, REPO, free_port, make_project, merge, run, tool_env
 from test_team_server import ADMIN_PASSWORD, PARAMS, WRITER, WRITER_PASSWORD, TeamServer, no_secret_in
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweep"))
-from test_sweep import RAY_ENV, RayCluster  # noqa: E402
+from test_sweep import RayCluster  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -89,7 +89,7 @@ def test_no_password_token_or_key_in_any_output(tmp_path, monkeypatch):
         (project / "sweeps").mkdir(exist_ok=True)
         (project / "sweeps" / "secret.yaml").write_text("name: secret\nparams: presets/smoke.yaml\nseeds: [0]\n")
         swept = run([str(BIN / "invaders"), "sweep", "sweeps/secret.yaml", "--address", cluster.address], project,
-                    **server.writer(), **RAY_ENV, **cluster.env)
+                    **server.writer(), **cluster.env)
         outputs += [swept.stdout, swept.stderr]
 
         outputs += [p.read_bytes().decode(errors="replace") for p in (project / "data").rglob("*") if p.is_file()]
@@ -99,8 +99,8 @@ def test_no_password_token_or_key_in_any_output(tmp_path, monkeypatch):
     finally:
         cluster.stop()
         server.stop()
-    shutil.rmtree(ray_dir, ignore_errors=True)
-    subprocess.run(["rm", "-rf", str(root)], check=False)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
     for secret in secrets:  # the team server's passwords, its key and Ray's token: where, if anywhere
         assert not [i for i, text in enumerate(outputs) if secret in text], \
             f"{secret[:6]}... found in: " + "; ".join(text[max(0, text.find(secret) - 200):text.find(secret)][-200:]

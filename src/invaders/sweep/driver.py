@@ -186,21 +186,23 @@ def _tune(sweep: Sweep, trials: list[Trial], out: Path, storage: str, address: s
     from invaders.sweep.progress import ProgressTable
     from invaders.sweep.trial import ray_trial
 
-    # The trials' tracking: the URI (absolute) and the login, if any, from this environment, so no
-    # secret is written into the trials' configs, which Ray keeps on disk.
-    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                                      "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    # The trials' tracking: the URI (absolute) from this environment, in the job's runtime environment; the
+    # login, if any, through Ray's object store (`tune.with_parameters`): the runtime environment is in Ray's
+    # job table for anyone who lists jobs, and the trials' configs are on disk.
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_SERVER_CERT_PATH",
                                       "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL",
                                       "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
                                       "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS") if k in os.environ}
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
+    login = {k: os.environ[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+             if k in os.environ}
     ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING", configure_logging=True)
     try:
         resources = {"cpu": sweep.resources.cpus}
         if sweep.resources.memory_gb:
             resources["memory"] = int(sweep.resources.memory_gb * 2**30)
-        trainable = tune.with_resources(ray_trial, resources)
+        trainable = tune.with_resources(tune.with_parameters(ray_trial, login=login), resources)
         table = ProgressTable(trials)
         common = {"out": str(out / "trials"), "cpus": sweep.resources.cpus, "parent_run_id": parent,
                   "sweep": sweep.name}

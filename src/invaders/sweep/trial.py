@@ -97,11 +97,13 @@ def _column(path: Path, name: str) -> list[str]:
         return [row[name] for row in csv.DictReader(f)]
 
 
-def ray_trial(config: dict) -> None:
-    """`run_trial` as a Ray Tune function trainable."""
+def ray_trial(config: dict, login: dict | None = None) -> None:
+    """`run_trial` as a Ray Tune function trainable; `login`, the tracking server's (from the object store),
+    goes into this worker's environment, which the trial's processes inherit."""
     import ray
     from ray import tune
 
+    os.environ.update(login or {})
     config = {**config, "node": ray.get_runtime_context().get_node_id()[:12]}
 
     def report(metrics: dict, path: Path) -> None:
