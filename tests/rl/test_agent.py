@@ -71,6 +71,32 @@ def test_fast_gradient_step_equals_keras_rl2s(tiny_params, double_dqn, delta_cli
     np.testing.assert_allclose(public, fast.model(np.asarray(state, np.uint8)[None]).numpy()[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_picks_keras_rl2s_actions_and_runs_the_network_only_for_greedy_ones(tiny_params, training):
+    """The same draws from NumPy's global RNG in the same order, so the same actions; Q only when greedy."""
+    params = parse_params(merge(tiny_params, {"agent": {"epsilon": {"start": 1.0, "end": 0.1, "anneal_steps": 200,
+                                                                     "test": 0.3}}}))
+    plain, fast = _pair(params)
+    calls = []
+    compute = fast.compute_q_values
+    fast.compute_q_values = lambda state: calls.append(1) or compute(state)
+    rng = np.random.default_rng(1)
+    observations = rng.integers(0, 256, (300, 84, 84), dtype=np.uint8)
+    actions = []
+    for agent in (plain, fast):
+        agent.training = training
+        np.random.seed(7)
+        played = []
+        for step, obs in enumerate(observations):
+            agent.step = step
+            played.append(int(agent.forward(obs)))
+        actions.append(played)
+    assert actions[1] == actions[0]
+    greedy = len(calls)
+    assert 0 < greedy < 300  # some steps random, some greedy: only the greedy ones ran the network
+    assert fast.policy.metrics == plain.policy.metrics  # the annealed ε keras-rl2 reports
+
+
 def test_target_network_updates_on_schedule(tiny_params):
     params = parse_params(merge(tiny_params, {"agent": {"target_update": 50, "warmup_steps": 40}}))
     _, fast = _pair(params)

@@ -34,6 +34,7 @@ class FastDQNAgent(rl.DQNAgent):
     keras-rl2 spends most of its time outside the maths: `predict_on_batch` overhead for every
     action, object-array batches, and four Keras calls per gradient step. This subclass keeps
     its policies, callbacks and fit/test loops, and replaces only
+    - `forward`: the ε-greedy draw first, the network only for greedy actions (the same actions);
     - `compute_q_values`: one compiled call on a uint8 state;
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
       compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
@@ -95,6 +96,22 @@ class FastDQNAgent(rl.DQNAgent):
         # thread (measured): its one input is always a uint8 tensor of the traced shape, so there is nothing to bind.
         state = tf.constant(np.asarray(state, dtype=np.uint8)[None])
         return tf_compat.call_flat(self._q_values, [state], self._q_captures).numpy()[0]
+
+    def forward(self, observation):
+        # keras-rl2 computes Q-values for every step, then its ε-greedy policy draws whether to act at
+        # random. The same draws in the same order (NumPy's global RNG: one uniform, then a randint if it is
+        # below ε), but Q is computed only when the action is greedy: the same actions, without the pass.
+        state = self.memory.get_recent_state(observation)
+        policy = self.policy if self.training else self.test_policy
+        if isinstance(policy, rl.LinearAnnealedPolicy):  # what its select_action does before the inner one's
+            setattr(policy.inner_policy, policy.attr, policy.get_current_value())
+            policy = policy.inner_policy
+        if np.random.uniform() < policy.eps:
+            action = np.random.randint(0, self.nb_actions)
+        else:
+            action = np.argmax(self.compute_q_values(state))
+        self.recent_observation, self.recent_action = observation, action
+        return action
 
     def _gradient_step(self, state0, action, reward, state1, discount, weights):
         target_q = self.target_model(state1, training=False)
