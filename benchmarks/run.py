@@ -234,6 +234,32 @@ def _eval_rate(params: Params, episodes: int) -> float:
     return sum(e.length for e in played) / (time.perf_counter() - start)
 
 
+def print_step_profile(mode: str) -> None:
+    """The gradient step of the defaults in `mode`: its time and GFLOP/s against the CPU's FMA peak on
+    the cores TensorFlow uses, then oneDNN's per-op table."""
+    import step_profile
+
+    params = _mode(_params(1000), mode)
+    seconds, flop = _fresh(step_profile.step_seconds, params)
+    threads = params.reproducibility.threads
+    peak = step_profile.peak_gflops(threads)
+    isa = reproducibility.ISA
+    print(f"\nGradient step ({mode}, batch {params.agent.batch_size}, double DQN + dueling, {threads} threads):"
+          f" {flop / 1e9:.2f} GFLOP in {seconds * 1e3:.2f} ms = {flop / seconds / 1e9:.1f} GFLOP/s,"
+          f" {flop / seconds / 1e9 / peak:.0%} of the {isa} FMA peak ({peak:.1f} GFLOP/s ="
+          f" {step_profile.clock_ghz():.2f} GHz x {step_profile.FMA_FLOPS_PER_CYCLE[isa]} FLOP/cycle x {threads}"
+          f" cores); floor {flop / peak / 1e6:.2f} ms")
+    rows = step_profile.op_table(mode)
+    total = sum(r["ms"] for r in rows)
+    print(f"oneDNN's per-op timings (ONEDNN_VERBOSE=profile_exec; {total:.2f} ms per step with its overhead):")
+    print(f"| {'op':<30} | {'implementation':<24} | {'shape':<52} | {'ms':>6} | {'GFLOP/s':>7} |")
+    print(f"|{'-' * 32}|{'-' * 26}|{'-' * 54}|{'-' * 7}:|{'-' * 8}:|")
+    for r in rows:
+        if r["ms"] >= 0.01:
+            gflops = f"{r['gflops']:.1f}" if r["gflops"] else "-"
+            print(f"| {r['op']:<30} | {r['impl'][:24]:<24} | {r['shape'][:52]:<52} | {r['ms']:>6.2f} | {gflops:>7} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="training steps per agent (default 5000)")
@@ -315,10 +341,12 @@ def main() -> None:
         print(f"| {name:<42} | {native:>9{fmt}} | {portable:>9{fmt}} | {cost:>6} |")
     if sb3["native"] is None:
         print("Stable-Baselines3: skipped (no --sb3-python / SB3_PYTHON; `make bench` makes .venv-sb3)")
-        return
-    print(f"Stable-Baselines3 DQN: torch {sb3['native']['torch']}, {sb3['native']['threads']} threads. SB3's DQN has"
-          f" neither double DQN nor a dueling head; one-step uniform invaders (native) against SB3 native:"
-          f" {fast_all / sb3['native']['all']:.2f}x (all steps), {fast_after / sb3['native']['after_warmup']:.2f}x ({after})")
+    else:
+        print(f"Stable-Baselines3 DQN: torch {sb3['native']['torch']}, {sb3['native']['threads']} threads. SB3's DQN"
+              f" has neither double DQN nor a dueling head; one-step uniform invaders (native) against SB3 native:"
+              f" {fast_all / sb3['native']['all']:.2f}x (all steps),"
+              f" {fast_after / sb3['native']['after_warmup']:.2f}x ({after})")
+    print_step_profile("portable")
 
 
 if __name__ == "__main__":
