@@ -133,7 +133,7 @@ def test_the_best_validated_network_is_kept(project, monkeypatch):
     params = load_params()
     agent = build_agent(load_network("data/train/model.keras"), params, training=False)
     replayed = score_summary(play_agent(agent, params.env, params.train.eval_episodes,
-                                        params.stream_seed("validation")))
+                                        params.stream_seed("validation"), params.evaluate.parallel_episodes))
     assert replayed["mean_reward"] == scores[best]
     same = (project / "data/train/model.keras").read_bytes() == (project / "data/train/last.keras").read_bytes()
     assert same == (best == 2)

@@ -34,7 +34,8 @@ class FastDQNAgent(rl.DQNAgent):
     keras-rl2 spends most of its time outside the maths: `predict_on_batch` overhead for every
     action, object-array batches, and four Keras calls per gradient step. This subclass keeps
     its policies, callbacks and fit/test loops, and replaces only
-    - `compute_q_values`: one compiled call on a uint8 state;
+    - `compute_batch_q_values` (and `compute_q_values`, its one-state case): one compiled call on a
+      uint8 batch of states;
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
       compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
       on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
@@ -90,11 +91,15 @@ class FastDQNAgent(rl.DQNAgent):
         names = ["loss", "mae", "mean_q"] + self.policy.metrics_names
         return names + (self.processor.metrics_names if self.processor is not None else [])
 
-    def compute_q_values(self, state):
+    def compute_batch_q_values(self, state_batch):
         # `call_flat` skips the concrete function's argument binding, about 0.14 of the 1 ms a call costs on one
         # thread (measured): its one input is always a uint8 tensor of the traced shape, so there is nothing to bind.
-        state = tf.constant(np.asarray(state, dtype=np.uint8)[None])
-        return tf_compat.call_flat(self._q_values, [state], self._q_captures).numpy()[0]
+        # XLA compiles once per batch size: callers that play keep theirs fixed (`play` pads its batch).
+        states = tf.constant(np.asarray(state_batch, dtype=np.uint8))
+        return tf_compat.call_flat(self._q_values, [states], self._q_captures).numpy()
+
+    def compute_q_values(self, state):
+        return self.compute_batch_q_values(np.asarray(state, dtype=np.uint8)[None])[0]
 
     def _gradient_step(self, state0, action, reward, state1, discount, weights):
         target_q = self.target_model(state1, training=False)
