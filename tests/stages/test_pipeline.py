@@ -292,13 +292,14 @@ def test_evaluate_command_takes_a_registry_uri_and_agrees_with_the_file(project)
 
 
 def test_agent_train_and_promote_params_rerun_what_the_readme_says(project):
-    """Last on this project: it retrains. agent.* and train.* re-run train, evaluate and promote;
-    promote.* re-runs promote alone."""
+    """Last on this project: it retrains. agent.*, train.* and evaluate.parallel_episodes (validation plays that
+    many at a time) re-run train, evaluate and promote; promote.* re-runs promote alone."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["promote"]["alpha"] = 0.01
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(run(["dvc", "repro"], project).stdout) == ["promote"]
-    for section, key, value in (("agent", "n_step", 2), ("train", "eval_every", 150)):
+    for section, key, value in (("agent", "n_step", 2), ("train", "eval_every", 150),
+                                ("evaluate", "parallel_episodes", 4)):
         params[section][key] = value
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert ran_stages(run(["dvc", "repro"], project).stdout) == ["train", "evaluate", "promote"], key
