@@ -8,9 +8,10 @@ Q-values come from a forward pass whose shape depends on `parallel` alone (tests
 
 The slots play in two groups, each with its own batch: while the network runs on one group's batch
 (TensorFlow releases the GIL), the other group's emulators step (ALE holds it: emulator threads would
-not overlap). Each batch has a row per slot of its group and, past two, one more row that stays zero:
-XLA gives the last row of a batch other bits (its convolutions' last, partial tile of positions
-falls in the last image), so no episode ever plays in it; idle slots' rows are zeros too.
+not overlap). Each batch has a row per slot of its group and, if the group has more than one slot, a
+last row that stays zero: XLA gives the last row of a batch other bits on the AVX2 path (its
+convolutions' last, partial tile of positions falls in the last image), so no episode ever plays in
+it. Idle slots' rows are zeros too.
 """
 
 from __future__ import annotations
