@@ -215,22 +215,24 @@ def sb3_rates(python: str | None, steps: int, avx2: bool) -> dict | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def eval_rate(params: Params, episodes: int) -> float:
-    """`evaluation.play_agent` (keras-rl2's test loop), no video, ε = evaluate.epsilon, on one thread as the
-    evaluate stage plays: in a fresh process, since TF's thread count is fixed once it has run."""
-    return _fresh(_eval_rate, params, episodes)
+def eval_rate(params: Params, episodes: int, parallel: int) -> float:
+    """`play.play_agent`, `parallel` episodes at a time, no video, ε = evaluate.epsilon, on one thread as the
+    evaluate stage plays: in a fresh process, since TF's thread count is fixed once it has run. The wall time
+    includes making the emulators and every seeded reset (ALE reloads the ROM: about 80 ms each)."""
+    return _fresh(_eval_rate, params, episodes, parallel)
 
 
-def _eval_rate(params: Params, episodes: int) -> float:
+def _eval_rate(params: Params, episodes: int, parallel: int) -> float:
     reproducibility.apply(params, playing=True)
     from invaders.rl.agent import FastDQNAgent
-    from invaders.rl.play import play_agent
+    from invaders.rl.play import batch_rows, play_agent
 
     agent = _agent(params, FastDQNAgent, training=False)
     agent.test_policy.eps = params.evaluate.epsilon
-    agent.compute_q_values(np.zeros(agent.model.input_shape[1:], np.uint8))  # the one-off XLA compile
+    rows = batch_rows(parallel)[1]
+    agent.compute_batch_q_values(np.zeros((rows, *agent.model.input_shape[1:]), np.uint8))  # the one-off XLA compile
     start = time.perf_counter()
-    played = play_agent(agent, params.env, episodes, params.seed)
+    played = play_agent(agent, params.env, episodes, params.seed, parallel)
     return sum(e.length for e in played) / (time.perf_counter() - start)
 
 
@@ -263,7 +265,11 @@ def print_step_profile(mode: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="training steps per agent (default 5000)")
-    parser.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes (default 3)")
+    parser.add_argument("--eval-episodes", type=int, default=Params().evaluate.episodes,
+                        help=f"evaluation episodes (default {Params().evaluate.episodes}, the evaluate stage's)")
+    parser.add_argument("--eval-parallel", type=int, default=Params().evaluate.parallel_episodes,
+                        help="episodes played at a time, timed beside one at a time (default"
+                             f" {Params().evaluate.parallel_episodes}, evaluate.parallel_episodes)")
     parser.add_argument("--seed-steps", type=int, default=300, help="seed-preset training steps timed (default 300)")
     parser.add_argument("--replay-transitions", type=int, default=100_000,
                         help="transitions in the sampled memories (default 100000, the default memory_limit)")
@@ -283,8 +289,8 @@ def main() -> None:
     bf16_all, bf16_after = train_rates(bf16)
     sb3 = {mode: sb3_rates(args.sb3_python, args.steps, avx2=mode == "portable") for mode in MODES}
     replay = replay_numbers(args.replay_transitions, 2000)
-    evals = {mode: eval_rate(defaults[mode], args.eval_episodes) for mode in MODES}
-    evaluate = evals["native"]
+    widths = sorted({1, args.eval_parallel})
+    evals = {(mode, n): eval_rate(defaults[mode], args.eval_episodes, n) for mode in MODES for n in widths}
     seed = seed_preset_seconds_per_1000(args.seed_steps)
     outbox = outbox_costs(20_000)
 
@@ -303,7 +309,8 @@ def main() -> None:
          replay["theirs_ms"] / replay["ours_ms"]),
         ("replay: prioritized, sample a batch of 32, ms (median)", "-", f"{replay['prioritized_ms']:.3f}", None),
         ("replay: prioritized, update 32 priorities, ms (median)", "-", f"{replay['update_ms']:.3f}", None),
-        (f"evaluation, env steps/s (ε = {defaults['native'].evaluate.epsilon})", "-", f"{evaluate:.1f}", None),
+        *((f"evaluation, {n} at a time, env steps/s (ε = {defaults['native'].evaluate.epsilon})", "-",
+           f"{evals['native', n]:.1f}", None) for n in widths),
         ("seed preset training, s per 1000 steps", "-", f"{seed:.1f}", None),
         ("tracking outbox: queue a metrics record, µs (server away)", "-", f"{outbox['put_us']:.1f}", None),
         ("tracking outbox: records sent per s (local SQLite store)", "-", f"{outbox['send_rate']:.0f}", None),
@@ -311,7 +318,8 @@ def main() -> None:
     print(f"machine: {reproducibility.cpu_name()}, {platform.machine()}, {os.cpu_count()} cores;"
           f" load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     print(f"settings: {args.steps} training steps, warmup {WARMUP}, batch 32, train_interval 4,"
-          f" Nature CNN + dueling, double DQN; replay memories of {args.replay_transitions} transitions")
+          f" Nature CNN + dueling, double DQN; replay memories of {args.replay_transitions} transitions;"
+          f" evaluation: {args.eval_episodes} episodes of a freshly built network, seeded from seed 0")
     header = ("", "keras-rl2", "invaders", "speed-up")
     width = max(len(r[0]) for r in rows)
     print(f"| {header[0]:<{width}} | {header[1]:>9} | {header[2]:>9} | {header[3]:>8} |")
@@ -327,7 +335,8 @@ def main() -> None:
     print(f"|{'-' * 44}|{'-' * 10}:|{'-' * 10}:|{'-' * 7}:|")
     mode_rows = [("invaders training (all steps)", modes["native"][0], modes["portable"][0]),
                  (f"invaders training ({after})", modes["native"][1], modes["portable"][1]),
-                 ("invaders evaluation (one thread)", evals["native"], evals["portable"])]
+                 *((f"invaders evaluation, {n} at a time", evals["native", n], evals["portable", n])
+                   for n in widths)]
     if sb3["native"] is not None:
         mode_rows += [(f"SB3 DQN training (all steps)", sb3["native"]["all"], sb3["portable"]["all"]),
                       (f"SB3 DQN training ({after})", sb3["native"]["after_warmup"], sb3["portable"]["after_warmup"]),

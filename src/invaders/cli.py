@@ -124,7 +124,8 @@ def play(args: argparse.Namespace) -> None:
     _episodes(args.episodes)
     params = _params(args.params)
     agent = _agent(args.model, params, args.epsilon)
-    episodes = play_agent(agent, params.env, args.episodes, _seed(args, params), video=args.video)
+    episodes = play_agent(agent, params.env, args.episodes, _seed(args, params), params.evaluate.parallel_episodes,
+                          video=args.video)
     for e in episodes:
         print(f"episode {e.episode}: score {e.reward:g} in {e.length} steps")
     summary = score_summary(episodes)
@@ -143,7 +144,7 @@ def evaluate(args: argparse.Namespace) -> None:
     n = _episodes(cfg.episodes if args.episodes is None else args.episodes)
     epsilon = cfg.epsilon if args.epsilon is None else args.epsilon
     agent = _agent(args.model, params, epsilon)
-    episodes = play_agent(agent, params.env, n, _seed(args, params), video=args.video)
+    episodes = play_agent(agent, params.env, n, _seed(args, params), cfg.parallel_episodes, video=args.video)
     summary = score_summary(episodes)
     if args.out:
         files.write_csv(args.out / "episodes.csv", episode_rows(episodes), EPISODE_FIELDS)

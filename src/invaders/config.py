@@ -136,6 +136,9 @@ class EvaluateConfig(Strict):
     episodes: int = Field(30, ge=1, le=10_000)
     epsilon: float = Field(0.01, ge=0.0, le=1.0)
     video: bool = Field(True, description="record the first evaluation episode as MP4")
+    parallel_episodes: int = Field(
+        8, ge=1, le=256, description="episodes played side by side, one batched forward pass a step (validation,"
+        " `invaders play` and `invaders evaluate` too); each episode's score depends on its seed and this")
 
 
 class MlflowConfig(Strict):

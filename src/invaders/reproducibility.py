@@ -13,7 +13,7 @@ as long as no op has run yet. OpenCV's frame resize is bit-identical with and wi
 paths, and NumPy's AVX-512 `power` is kept out of the outputs by `replay` (measured, README).
 
 `native` leaves all of it to TensorFlow: fastest, reproducible on the same machine type only.
-Playing (evaluate, `invaders play`) runs on one thread in both modes: faster for one-state passes.
+Playing (evaluate, `invaders play`) runs on one thread in both modes: faster for its small batches (measured).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seeding the process's global random number generators, and playing with them set aside.
+"""Seeding the process's global random number generators, and seeded work with them set aside.
 
 Base layer: TensorFlow is imported only by `seed_everything`, when it is called.
 """
@@ -27,8 +27,8 @@ def seed_everything(seed: int) -> None:
 def seeded_global_rngs(seed: int) -> Iterator[None]:
     """Python's and NumPy's global RNGs seeded with `seed` inside the block, restored after it.
 
-    keras-rl2's ε-greedy policies draw from NumPy's global RNG: playing seeded episodes in the
-    middle of training (validation) must not move the stream the training draws from.
+    keras-rl2's ε-greedy training policy draws from NumPy's global RNG and Keras seeds new layers from
+    Python's: building the validation's player in the middle of training must not move either stream.
     """
     saved = random.getstate(), np.random.get_state()
     random.seed(seed)

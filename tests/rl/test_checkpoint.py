@@ -84,9 +84,10 @@ def test_fingerprint_changes_with_training_params_start_network_and_code(tmp_pat
     base = checkpoint.fingerprint(params, model, "code A")
     assert checkpoint.fingerprint(params, model, "code A") == base
     for override in ({"agent": {"learning_rate": 0.0002}}, {"agent": {"n_step": 1}}, {"train": {"eval_episodes": 5}},
-                     {"env": {"sticky_action_prob": 0.0}}, {"seed": 1}):
+                     {"env": {"sticky_action_prob": 0.0}}, {"seed": 1}, {"evaluate": {"parallel_episodes": 4}}):
         assert checkpoint.fingerprint(parse_params(merge(default_params, override)), model, "code A") != base, override
-    # Evaluation, promotion and tracking settings do not change what training computes.
+    # Evaluation (but for how many episodes validation plays at a time), promotion and tracking settings do not
+    # change what training computes.
     for override in ({"evaluate": {"episodes": 5}}, {"promote": {"alpha": 0.01}}, {"mlflow": {"experiment": "x"}}):
         assert checkpoint.fingerprint(parse_params(merge(default_params, override)), model, "code A") == base, override
     model.write_bytes(b"network B")

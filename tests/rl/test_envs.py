@@ -88,7 +88,8 @@ def test_training_learns_from_clipped_rewards_while_scores_stay_raw(tmp_path, ti
     stored = agent.memory._rewards[: agent.memory.nb_entries]
     assert set(np.unique(stored)) <= {-1.0, 0.0, 1.0} and (stored == 1.0).any()
     assert any(row["reward"] > 1 and row["reward"] % 5 == 0 for row in history)
-    scores = [e.reward for e in play_agent(build_agent(agent.model, params, training=False), params.env, 2, seed=1)]
+    player = build_agent(agent.model, params, training=False)
+    scores = [e.reward for e in play_agent(player, params.env, 2, seed=1, parallel=params.evaluate.parallel_episodes)]
     assert any(score > 1 and score % 5 == 0 for score in scores)
 
 

@@ -133,7 +133,7 @@ def test_the_best_validated_network_is_kept(project, monkeypatch):
     params = load_params()
     agent = build_agent(load_network("data/train/model.keras"), params, training=False)
     replayed = score_summary(play_agent(agent, params.env, params.train.eval_episodes,
-                                        params.stream_seed("validation")))
+                                        params.stream_seed("validation"), params.evaluate.parallel_episodes))
     assert replayed["mean_reward"] == scores[best]
     same = (project / "data/train/model.keras").read_bytes() == (project / "data/train/last.keras").read_bytes()
     assert same == (best == 2)
@@ -292,13 +292,14 @@ def test_evaluate_command_takes_a_registry_uri_and_agrees_with_the_file(project)
 
 
 def test_agent_train_and_promote_params_rerun_what_the_readme_says(project):
-    """Last on this project: it retrains. agent.* and train.* re-run train, evaluate and promote;
-    promote.* re-runs promote alone."""
+    """Last on this project: it retrains. agent.*, train.* and evaluate.parallel_episodes (validation plays that
+    many at a time) re-run train, evaluate and promote; promote.* re-runs promote alone."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["promote"]["alpha"] = 0.01
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(run(["dvc", "repro"], project).stdout) == ["promote"]
-    for section, key, value in (("agent", "n_step", 2), ("train", "eval_every", 150)):
+    for section, key, value in (("agent", "n_step", 2), ("train", "eval_every", 150),
+                                ("evaluate", "parallel_episodes", 4)):
         params[section][key] = value
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert ran_stages(run(["dvc", "repro"], project).stdout) == ["train", "evaluate", "promote"], key

@@ -42,8 +42,9 @@ def fingerprint(params: Params, model_path: Path, code: str) -> str:
     """What a checkpoint may only be resumed with: the training params, start network and `code` (the
     digest of the source files training runs: `sources.digest` of the train stage's import closure)."""
     digest = hashlib.sha256()
-    trained = {k: v for k, v in params.flat().items() if k == "seed" or k.split(".")[0] in
-               {"env", "model", "agent", "train"}}
+    # Validation plays `evaluate.parallel_episodes` at a time: its scores, so the kept network, depend on it.
+    trained = {k: v for k, v in params.flat().items() if k in ("seed", "evaluate.parallel_episodes")
+               or k.split(".")[0] in {"env", "model", "agent", "train"}}
     digest.update(json.dumps(trained, sort_keys=True, default=str).encode())
     digest.update(files.sha256(model_path).encode())
     digest.update(code.encode())

@@ -60,7 +60,8 @@ class Validator:
         if self.player is None:
             with seeded_global_rngs(seed):  # Keras seeds new layers' initializers from Python's RNG
                 self.player = build_agent(self.agent.model, self.params, training=False)
-        episodes = play_agent(self.player, self.params.env, cfg.eval_episodes, seed, desc=f"validate@{step}")
+        episodes = play_agent(self.player, self.params.env, cfg.eval_episodes, seed,
+                              self.params.evaluate.parallel_episodes, desc=f"validate@{step}")
         summary = score_summary(episodes)
         best = all(summary["mean_reward"] > r["mean_reward"] for r in self.rows)  # an earlier one wins a tie
         if best:

@@ -38,7 +38,8 @@ def evaluate(params: Params, model: Path = Path("data/train/model.keras"),
     agent = load_agent(model, params, training=False, test_epsilon=cfg.epsilon)
     video = out / "video" / "episode.mp4" if cfg.video else None
     (out / "video").mkdir(parents=True, exist_ok=True)
-    episodes = play_agent(agent, params.env, cfg.episodes, params.stream_seed("evaluate"), video=video)
+    episodes = play_agent(agent, params.env, cfg.episodes, params.stream_seed("evaluate"), cfg.parallel_episodes,
+                          video=video)
     metrics = score_summary(episodes)
     metrics.update(baseline_mean_reward=baseline_mean, improvement=improvement(metrics["mean_reward"], baseline_mean))
 
@@ -52,7 +53,8 @@ def evaluate(params: Params, model: Path = Path("data/train/model.keras"),
     with mlflow.start_run(run_id=train_run_id):
         evals = int(mlflow.active_run().data.tags.get("eval.count", "0")) + 1
         mlflow.set_tags({"baseline_run_id": baseline_run_id, "eval.count": evals,
-                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video}
+                         "eval.episodes": cfg.episodes, "eval.epsilon": cfg.epsilon, "eval.video": cfg.video,
+                         "eval.parallel_episodes": cfg.parallel_episodes}
                        | {f"eval.{k}": v for k, v in reproducibility.tags().items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=evals)
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
