@@ -175,7 +175,9 @@ def test_the_pull_request_smoke_step_runs_as_the_workflow_says(tmp_path):
     smoke = run(["bash", "-euo", "pipefail", "-c", step["run"]], pr, BASE_REF="main")
     assert ran_stages(smoke.stdout) == STAGES
     report = (pr / "smoke-report.md").read_text()
-    assert "## Retrain: invaders-dqn-smoke version 1 is **challenger**" in report  # the smoke preset's model
+    # The smoke preset's model; which alias its 300 steps earn is the agent's score, not the workflow's doing.
+    decision = json.loads((pr / "data/promote/decision.json").read_text())
+    assert f"## Retrain: invaders-dqn-smoke version 1 is **{decision['alias']}**" in report
     assert "### Params: this commit against origin/main" in report
     assert re.search(r"\| params.yaml\s*\| agent.learning_rate\s*\| 0.0001\s*\| 0.0002\s*\|", report), report
     assert "### Metrics: this run against origin/main" in report
