@@ -19,6 +19,8 @@ import numpy as np
 
 from invaders import reproducibility
 
+sys.path.insert(0, str(Path(__file__).parent))  # `run`, its neighbour, builds the agents
+
 # FLOPs per cycle per core of the vector FMA units: 2 units x lanes x 2 (multiply and add). AVX2 is the
 # portable path's cap; AVX-512 CPUs may have 1 or 2 512-bit units, so `native`'s peak is not claimed here.
 FMA_FLOPS_PER_CYCLE = {"AVX2": 2 * 8 * 2}
@@ -57,17 +59,15 @@ def step_flop(model, batch: int) -> float:
 
 
 def _agent_and_batch(params):
-    """The defaults' agent and a replay batch of random frames, as a gradient step gets them."""
+    """The defaults' agent (`run._agent`, as the training benchmarks build it) and a replay batch of random
+    frames, as a gradient step gets them."""
     import tensorflow as tf
 
-    from invaders.rl.agent import build_agent
-    from invaders.rl.envs import action_count, observation_shape
-    from invaders.rl.model import build_q_network
-    from invaders.seeding import seed_everything
+    import run
+    from invaders.rl.agent import FastDQNAgent
 
-    seed_everything(params.seed)
-    frame, actions = observation_shape(params.env), action_count(params.env)
-    agent = build_agent(build_q_network(params.model, frame, params.agent.window_length, actions), params)
+    agent = run._agent(params, FastDQNAgent)
+    frame, actions = agent.model.input_shape[2:], agent.nb_actions
     rng = np.random.default_rng(0)
     for i in range(2000):
         agent.memory.append(rng.integers(0, 256, frame, dtype=np.uint8), int(rng.integers(actions)), 1.0,
@@ -90,7 +90,6 @@ def step_seconds(params) -> tuple[float, float]:
 
 def _verbose_steps(mode: str) -> None:
     """Child process: STEPS gradient steps with oneDNN's per-primitive timings on stdout."""
-    sys.path.insert(0, str(Path(__file__).parent))
     import run
 
     step_seconds(run._mode(run._params(1000), mode))
