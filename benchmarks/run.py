@@ -236,9 +236,9 @@ def _eval_rate(params: Params, episodes: int, parallel: int) -> float:
     return sum(e.length for e in played) / (time.perf_counter() - start)
 
 
-def print_step_profile(mode: str) -> None:
+def print_step_profile(mode: str) -> float:
     """The gradient step of the defaults in `mode`: its time and GFLOP/s against the CPU's FMA peak on
-    the cores TensorFlow uses, then oneDNN's per-op table."""
+    the cores TensorFlow uses, then oneDNN's per-op table. Returns the fraction of the peak."""
     import step_profile
 
     params = _mode(_params(1000), mode)
@@ -260,6 +260,28 @@ def print_step_profile(mode: str) -> None:
         if r["ms"] >= 0.01:
             gflops = f"{r['gflops']:.1f}" if r["gflops"] else "-"
             print(f"| {r['op']:<30} | {r['impl'][:24]:<24} | {r['shape'][:52]:<52} | {r['ms']:>6.2f} | {gflops:>7} |")
+    return flop / seconds / 1e9 / peak
+
+
+# Issue 23's goals, on the AVX2 path (portable mode) against SB3's AVX2 path in the same run.
+GOAL_SB3_RATIO, GOAL_PEAK, GOAL_EVAL = 1.5, 0.65, 1500.0
+
+
+def print_goals(ratios: tuple[float, float] | None, peak_fraction: float, eval_rate: float, n: int) -> None:
+    """Each speed goal, its figure from this run and whether it is met (`make bench-repro` times the whole
+    `make repro`, the fourth goal, and `make bench` runs it next)."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    print(f"\nGoals (portable, the {reproducibility.ISA} path; {reproducibility.cpu_name()}):")
+    if ratios is None:
+        print(f"  training >= {GOAL_SB3_RATIO}x SB3: not measured (no SB3 venv)")
+    else:
+        for label, ratio in zip(("all steps", f"after warmup {WARMUP}"), ratios):
+            print(f"  training >= {GOAL_SB3_RATIO}x SB3 ({label}): {ratio:.2f}x, {verdict(ratio >= GOAL_SB3_RATIO)}")
+    print(f"  gradient step >= {GOAL_PEAK:.0%} of the FMA peak: {peak_fraction:.0%}, {verdict(peak_fraction >= GOAL_PEAK)}")
+    print(f"  evaluation >= {GOAL_EVAL:.0f} env steps/s ({n} at a time): {eval_rate:.1f},"
+          f" {verdict(eval_rate >= GOAL_EVAL)}")
 
 
 def main() -> None:
@@ -355,7 +377,10 @@ def main() -> None:
               f" has neither double DQN nor a dueling head; one-step uniform invaders (native) against SB3 native:"
               f" {fast_all / sb3['native']['all']:.2f}x (all steps),"
               f" {fast_after / sb3['native']['after_warmup']:.2f}x ({after})")
-    print_step_profile("portable")
+    peak_fraction = print_step_profile("portable")
+    ratios = None if sb3["portable"] is None else (modes["portable"][0] / sb3["portable"]["all"],
+                                                   modes["portable"][1] / sb3["portable"]["after_warmup"])
+    print_goals(ratios, peak_fraction, evals["portable", args.eval_parallel], args.eval_parallel)
 
 
 if __name__ == "__main__":
