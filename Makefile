@@ -93,12 +93,12 @@ $(SB3)/.installed: benchmarks/sb3-requirements.txt
 	touch $@
 
 # The throughput tables, the gradient step's profile and issue 23's speed goals (about 15 min), then a timed
-# default `make repro` (bench-repro, about 35 min): on an idle machine.
+# default `make repro` (bench-repro, about 40 min): on an idle machine.
 bench: install $(SB3)/.installed
 	$(RUN) python benchmarks/run.py --sb3-python $(SB3)/bin/python
 	$(RUN) python benchmarks/repro_time.py
 
-# A default `make repro` in a fresh clone of HEAD, timed stage by stage (about 30 min; on an idle machine).
+# A default `make repro` in a fresh clone of HEAD, timed stage by stage (about 40 min; on an idle machine).
 bench-repro: install
 	$(RUN) python benchmarks/repro_time.py
 

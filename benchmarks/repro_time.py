@@ -2,7 +2,7 @@
 stage and the whole, and the scores it got. `make bench-repro`; `--seed N` for another seed (the headline's
 three), `--dir` to keep the clone somewhere of your choosing.
 
-About 30 min on 2 cores: run it on an idle machine when the time is the figure you want.
+About 40 min on 2 cores (38.5 on Xeon 6/167): run it on an idle machine when the time is the figure you want.
 """
 
 from __future__ import annotations

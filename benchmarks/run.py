@@ -267,12 +267,13 @@ def print_step_profile(mode: str) -> float:
 GOAL_SB3_RATIO, GOAL_PEAK, GOAL_EVAL = 1.5, 0.65, 1500.0
 
 
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def print_goals(ratios: tuple[float, float] | None, peak_fraction: float, eval_rate: float, n: int) -> None:
     """Each speed goal, its figure from this run and whether it is met (`make bench-repro` times the whole
     `make repro`, the fourth goal, and `make bench` runs it next)."""
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "NOT met"
-
     print(f"\nGoals (portable, the {reproducibility.ISA} path; {reproducibility.cpu_name()}):")
     if ratios is None:
         print(f"  training >= {GOAL_SB3_RATIO}x SB3: not measured (no SB3 venv)")
