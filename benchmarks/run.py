@@ -65,7 +65,7 @@ def _agent(params: Params, agent_class, training: bool = True):
 
     seed_everything(params.seed)
     net = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
-                          action_count(params.env))
+                          action_count(params.env), params.agent.head_quantiles)
     from invaders.compat.keras_rl2 import load_rl
 
     memory = None

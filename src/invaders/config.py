@@ -94,6 +94,21 @@ class AgentConfig(Strict):
         " AVX512_BF16 or AMX, other numerics; saved networks are float32 either way",
     )
     epsilon: EpsilonConfig = EpsilonConfig()
+    head: Literal["scalar", "quantile"] = Field(
+        "scalar", description="scalar: one Q-value per action (DQN); quantile: `quantiles` return quantiles per"
+        " action (QR-DQN, Dabney et al. 2018), acting on their mean, trained with the quantile Huber loss"
+        " (threshold `delta_clip`)",
+    )
+    quantiles: int = Field(32, ge=2, le=256, description="return quantiles per action of the quantile head")
+    augment: Literal["none", "shift"] = Field(
+        "none", description="replayed batches only: shift: each state padded 4 pixels (edge) and cropped back at"
+        " a random offset (DrQ), s and s' independently, from the replay memory's seeded stream",
+    )
+
+    @property
+    def head_quantiles(self) -> int | None:
+        """The network's quantiles per action: `quantiles` for the quantile head, None for the scalar one."""
+        return self.quantiles if self.head == "quantile" else None
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentConfig:

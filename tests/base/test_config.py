@@ -57,6 +57,10 @@ def test_flat_params_have_dotted_keys(default_params):
          "reproducibility.mode: got 'exact', allowed: 'portable' or 'native'"),
         ({"reproducibility": {"threads": 0}}, "reproducibility.threads: Input should be greater than or equal to 1"),
         ({"reproducibility": {"threads": "all"}}, "reproducibility.threads: Input should be a valid integer"),
+        ({"agent": {"head": "categorical"}}, "agent.head: got 'categorical', allowed: 'scalar' or 'quantile'"),
+        ({"agent": {"quantiles": 1}}, "agent.quantiles: Input should be greater than or equal to 2"),
+        ({"agent": {"quantiles": 10_000}}, "agent.quantiles: Input should be less than or equal to 256"),
+        ({"agent": {"augment": "crop"}}, "agent.augment: got 'crop', allowed: 'none' or 'shift'"),
     ],
 )
 def test_bad_params_name_the_key(default_params, override, expected):

@@ -19,10 +19,10 @@ def _pair(params):
     rl = load_rl()
     seed_everything(params.seed)  # the networks' initial weights: the same in every run of the test
     rng = np.random.default_rng(0)
-    net = build_q_network(params.model, (84, 84), params.agent.window_length, 6)
+    net = build_q_network(params.model, (84, 84), params.agent.window_length, 6, params.agent.head_quantiles)
     agents = []
     for cls in (rl.DQNAgent, FastDQNAgent):
-        clone = build_q_network(params.model, (84, 84), params.agent.window_length, 6)
+        clone = build_q_network(params.model, (84, 84), params.agent.window_length, 6, params.agent.head_quantiles)
         clone.set_weights(net.get_weights())
         agent = build_agent(clone, params, training=True, agent_class=cls)
         agent.training = True
@@ -173,3 +173,92 @@ def test_backward_sends_td_errors_to_the_prioritized_memory(tiny_params):
     changed = np.flatnonzero(fast.memory._tree.leaves != leaves)
     assert 1 < len(changed) <= 33  # the sampled rows got their TD errors' priorities, the new row max priority
     assert fast.memory._max_priority >= fast.memory._tree.leaves.max()
+
+
+QUANTILE = {"head": "quantile", "quantiles": 8}
+
+
+def _quantile_loss(pred, target, kappa):
+    """NumPy's reading of the quantile Huber loss (`quantile.quantile_huber_loss`)."""
+    tau = (2 * np.arange(pred.shape[1]) + 1) / (2 * pred.shape[1])
+    u = target[:, None, :] - pred[:, :, None]
+    huber = np.where(np.abs(u) <= kappa, 0.5 * u ** 2, kappa * (np.abs(u) - 0.5 * kappa)) / kappa
+    return (np.abs(tau[None, :, None] - (u < 0)) * huber).mean(axis=2).sum(axis=1)
+
+
+def test_quantile_step_bootstraps_the_distribution_and_sends_its_losses_as_priorities(tiny_params):
+    """n-step distributional target with double DQN's action (the online net's quantile means), the quantile
+    Huber loss scaled by the importance weights, and each sample's loss back to the memory as its priority."""
+    import tf_keras
+
+    params = parse_params(merge(tiny_params, {"agent": {"n_step": 3, "warmup_steps": 40, "gamma": 0.9,
+                                                        "train_interval": 1, **QUANTILE}}))
+    fast = _pair(params)[1]
+    assert fast.quantiles == 8
+    fast.target_model.set_weights([w * 0.5 for w in fast.target_model.get_weights()])
+    batch = fast.memory.sample_batch(32, progress=0.5)
+
+    def dist(model, x):
+        return tf_keras.Model(model.input, model.get_layer("quantiles").output).predict_on_batch(x)
+
+    rows = np.arange(32)
+    best = dist(fast.model, batch.state1).mean(axis=1).argmax(axis=1)
+    next_z = dist(fast.target_model, batch.state1)[rows, :, best]  # (32, 8)
+    returns = batch.reward[:, None] + batch.discount[:, None] * next_z
+    chosen = dist(fast.model, batch.state0)[rows, :, batch.action]
+    expected = _quantile_loss(chosen, returns, 1.0)
+    assert (batch.discount == 0).any() and (batch.discount > 0).any()
+    before = fast.model.get_weights()
+    losses = []
+    for scale in (0.0, 1.0, 2.0):
+        fast.model.set_weights(before)
+        metrics, per_sample = fast._train_step(batch.state0, batch.action, batch.reward, batch.state1,
+                                               batch.discount, np.full(32, scale, np.float32))
+        np.testing.assert_allclose(per_sample.numpy(), expected, rtol=1e-4, atol=1e-5)
+        losses.append(float(metrics[0]))
+        if scale == 0.0:
+            assert all(np.array_equal(a, b) for a, b in zip(before, fast.model.get_weights()))
+    assert losses[0] == 0.0 and losses[2] == pytest.approx(2 * losses[1], rel=1e-6) and losses[1] > 0
+    assert float(metrics[1]) == pytest.approx(np.abs(returns.mean(1) - chosen.mean(1)).mean(), rel=1e-4)
+
+    fast.model.set_weights(before)
+    leaves = fast.memory._tree.leaves.copy()
+    fast.step = 41
+    fast.recent_observation, fast.recent_action = np.zeros((84, 84), np.uint8), 0
+    fast.backward(0.0, terminal=False)
+    changed = np.flatnonzero(fast.memory._tree.leaves != leaves)
+    assert 1 < len(changed) <= 33
+
+
+def test_quantile_step_learns_a_fixed_return_distribution(tiny_params):
+    """One state, one action, episodes that end at once with a reward from U(-2, 2): the real gradient step
+    moves that action's quantiles to the distribution's quantiles at the midpoint fractions."""
+    params = parse_params(merge(tiny_params, {"agent": {"warmup_steps": 40, "learning_rate": 1e-3,
+                                                        "delta_clip": 0.01, "head": "quantile", "quantiles": 8}}))
+    fast = _pair(params)[1]
+    rng = np.random.default_rng(0)
+    state = np.broadcast_to(rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8), (32, 4, 84, 84))
+    action, discount, weights = np.full(32, 2, np.int32), np.zeros(32, np.float32), np.ones(32, np.float32)
+    for _ in range(250):
+        fast._train_step(state, action, rng.uniform(-2, 2, 32).astype(np.float32), state, discount, weights)
+    z = fast._online_dist(state[:1])[0].numpy()[0, :, 2]
+    np.testing.assert_allclose(z, -2 + 4 * (2 * np.arange(8) + 1) / 16, atol=0.2)
+
+
+def test_quantile_head_trains_in_bfloat16(tiny_params):
+    runs = []
+    for precision in ("float32", "bfloat16"):
+        params = parse_params(merge(tiny_params, {"agent": {"train_interval": 1, "warmup_steps": 40,
+                                                            "precision": precision, **QUANTILE}}))
+        runs.append(_pair(params)[1])
+    fast32, fast16 = runs
+    fast16.model.set_weights(fast32.model.get_weights())
+    fast16.target_model.set_weights(fast32.target_model.get_weights())
+    assert fast16.model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert fast16.model.get_layer("quantiles").compute_dtype == "float32"
+    losses = []
+    for agent in (fast32, fast16):
+        agent.step = 41
+        agent.recent_observation, agent.recent_action = np.zeros((84, 84), np.uint8), 0
+        losses.append(dict(zip(agent.metrics_names, agent.backward(0.0, terminal=False)))["loss"])
+    assert losses[0] != losses[1] and losses[1] == pytest.approx(losses[0], rel=0.02)

@@ -107,3 +107,33 @@ def test_bfloat16_copy_shares_the_weights_and_saves_as_float32(tmp_path):
     loaded = load_network(tmp_path / "m.keras")
     assert not uses_bfloat16(loaded)
     np.testing.assert_array_equal(loaded.predict_on_batch(x), exact)
+
+
+@pytest.mark.parametrize("dueling", ["avg", "max", "none"])
+def test_quantile_head_duels_per_quantile_and_outputs_their_mean(dueling, tmp_path):
+    import tensorflow as tf
+    import tf_keras
+
+    from invaders.rl.model import quantile_count
+
+    tf.random.set_seed(0)
+    net = build_q_network(ModelConfig(architecture="nature", dueling=dueling), (84, 84), 4, 6, quantiles=5)
+    assert quantile_count(net) == 5 and quantile_count(nature(dueling)) is None
+    assert net.get_layer("quantiles").output_shape == (None, 5, 6) and net.output_shape == (None, 6)
+    x = np.random.default_rng(0).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    h = tf_keras.Model(net.input, net.get_layer("dense1").output).predict_on_batch(x)
+    if dueling == "none":
+        w, b = net.get_layer("quantile_values").get_weights()
+        z = (h @ w + b).reshape(3, 5, 6)
+    else:
+        wv, bv = net.get_layer("value").get_weights()
+        wa, ba = net.get_layer("advantage").get_weights()
+        value, adv = (h @ wv + bv)[:, :, None], (h @ wa + ba).reshape(3, 5, 6)
+        z = value + adv - (adv.mean(axis=2, keepdims=True) if dueling == "avg" else adv.max(axis=2, keepdims=True))
+    got = tf_keras.Model(net.input, net.get_layer("quantiles").output).predict_on_batch(x)
+    np.testing.assert_allclose(got, z, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(net.predict_on_batch(x), z.mean(axis=1), rtol=1e-4, atol=1e-4)
+    save_network(net, tmp_path / "q.keras")  # a Q-network like any other, in safe mode
+    loaded = load_network(tmp_path / "q.keras")
+    assert quantile_count(loaded) == 5
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), net.predict_on_batch(x))

@@ -251,3 +251,39 @@ def test_prioritized_state_round_trips_bit_exactly():
         restored.append(obs, action, reward, terminal)
     for a, b in zip(restored.sample_batch(64, 0.9), per.sample_batch(64, 0.9)):
         np.testing.assert_array_equal(a, b)
+
+
+
+@pytest.mark.parametrize("memory_class", [ReplayMemory, PrioritizedReplayMemory])
+def test_shift_augments_the_sampled_states_only_and_is_a_pure_function_of_the_seed(memory_class):
+    from invaders.rl.augment import random_shift
+
+    def filled(augment):
+        memory = memory_class(500, window_length=4, seed=5, n_step=3, augment=augment)
+        for obs, action, reward, terminal in _episodes(300, 0):
+            memory.append(np.repeat(np.repeat(obs, 12, 0), 12, 1), action, reward, terminal)  # 36x60 frames
+        return memory
+
+    plain, shifted, again = filled("none"), filled("shift"), filled("shift")
+    stored = plain._frames.copy()
+    before = plain._rng.bit_generator.state
+    p, s = plain.sample_batch(16, 0.5), shifted.sample_batch(16, 0.5)
+    for name in ("action", "reward", "discount", "weights", "positions"):  # the same rows
+        np.testing.assert_array_equal(getattr(s, name), getattr(p, name))
+    # After drawing the rows, state0's offsets then state1's come from the memory's own generator.
+    rng = np.random.default_rng()
+    rng.bit_generator.state = before
+    plain._rng.bit_generator.state = before
+    plain._draw(16)
+    rng.bit_generator.state = plain._rng.bit_generator.state
+    for name in ("state0", "state1"):
+        assert getattr(s, name).shape == getattr(p, name).shape and getattr(s, name).dtype == np.uint8
+        np.testing.assert_array_equal(getattr(s, name), random_shift(getattr(p, name), rng))
+        assert not np.array_equal(getattr(s, name), getattr(p, name))
+    np.testing.assert_array_equal(plain._frames, stored)  # the memory keeps its frames as they were
+    batches = [s] + [shifted.sample_batch(16, 0.5) for _ in range(2)]
+    for batch in batches:  # the same seed, the same batches
+        for x, y in zip(again.sample_batch(16, 0.5), batch):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="augment must be none or shift"):
+        ReplayMemory(100, 4, augment="crop")

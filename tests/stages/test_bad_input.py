@@ -158,6 +158,23 @@ def test_a_network_for_another_game_or_observation_is_refused(tmp_path):
         load_agent(tmp_path / "window4.keras", parse_params(raw), training=False)
 
 
+def test_training_refuses_a_network_whose_head_the_params_do_not_ask_for(tmp_path):
+    from invaders.rl.agent import load_agent
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    quantile = parse_params(merge(raw, {"agent": {"head": "quantile", "quantiles": 16}}))
+    save_network(build_q_network(ModelConfig(), (84, 84), 4, 6), tmp_path / "scalar.keras")
+    with pytest.raises(ModelFileError, match=r"^\S*scalar.keras: built with a scalar head, but agent.head and"
+                                             r" agent.quantiles ask for a quantile head of 16 quantiles; rebuild it"):
+        load_agent(tmp_path / "scalar.keras", quantile, training=True)
+    save_network(build_q_network(ModelConfig(), (84, 84), 4, 6, 8), tmp_path / "q8.keras")
+    with pytest.raises(ModelFileError, match="built with a quantile head of 8 quantiles, but .* of 16 quantiles"):
+        load_agent(tmp_path / "q8.keras", quantile, training=True)
+    with pytest.raises(ModelFileError, match="built with a quantile head of 8 quantiles, but .* a scalar head"):
+        load_agent(tmp_path / "q8.keras", parse_params(raw), training=True)
+    load_agent(tmp_path / "q8.keras", parse_params(raw), training=False)  # playing needs only its Q-values
+
+
 def test_play_refuses_a_network_for_other_frames_in_one_line(tmp_path):
     save_network(build_q_network(ModelConfig(), (84, 84), 4, 6), tmp_path / "nature.keras")
     preset = tmp_path / "seed.yaml"

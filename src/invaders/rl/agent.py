@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
 from invaders.compat import tf as tf_compat
 from invaders.compat.keras_rl2 import adam, load_rl
 from invaders.config import AgentConfig, Params
 from invaders.rl import checkpoint
-from invaders.rl.model import check_fits, load_network, uses_bfloat16, with_precision
+from invaders.errors import ModelFileError, named
+from invaders.rl.model import check_fits, load_network, quantile_count, uses_bfloat16, with_precision
+from invaders.rl.quantile import quantile_huber_loss
 from invaders.rl.replay import PrioritizedReplayMemory, ReplayMemory
 
 rl = load_rl()
@@ -40,6 +43,10 @@ class FastDQNAgent(rl.DQNAgent):
     - the gradient step in `backward`: targets, masked Huber loss and the Adam update in one
       compiled call, computing exactly what `DQNAgent.backward` computes (tests compare them),
       on a batch of arrays from the memory's `sample_batch` (a `replay.ReplayMemory`).
+    With a quantile head (a `quantiles` layer, `model.build_q_network`) the step is QR-DQN's instead:
+    the n-step distributional target r + discount * Z'(s', a*), a* by the online (double DQN) or the
+    target net's Q-means, against the taken action's quantiles under the quantile Huber loss
+    (threshold `delta_clip`); each sample's loss is its priority.
     It adds what keras-rl2 lacks: multi-step targets (the memory sums n rewards and gives each
     transition its bootstrap discount, gamma ** n or 0) and importance-weighted losses whose TD
     errors go back to a `PrioritizedReplayMemory` as priorities. With n = 1 and uniform sampling
@@ -62,7 +69,12 @@ class FastDQNAgent(rl.DQNAgent):
             jit_compile=not uses_bfloat16(self.model),
         ).get_concrete_function()
         self._q_captures = self._q_values.captured_inputs  # the network's variables, the same objects for good
-        self._train_step = tf.function(self._gradient_step, input_signature=[
+        self.quantiles = quantile_count(self.model)
+        if self.quantiles is not None:  # the quantiles and their means in one call; the target's layers share names
+            self._online_dist = _distribution(self.model)
+            self._target_dist = _distribution(self.target_model)
+        step = self._gradient_step if self.quantiles is None else self._quantile_step
+        self._train_step = tf.function(step, input_signature=[
             state, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), state,
             tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.float32),
         ]).get_concrete_function()
@@ -144,6 +156,25 @@ class FastDQNAgent(rl.DQNAgent):
         mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
         return tf.stack([loss, mae, mean_q]), tf.abs(error)
 
+    def _quantile_step(self, state0, action, reward, state1, discount, weights):
+        target_z, target_q = self._target_dist(state1, training=False)  # (batch, N, actions), (batch, actions)
+        if self.enable_double_dqn:
+            best = tf.argmax(self.model(state1, training=False), axis=1, output_type=tf.int32)
+        else:
+            best = tf.argmax(target_q, axis=1, output_type=tf.int32)
+        next_z = tf.gather(target_z, best, axis=2, batch_dims=1)  # (batch, N)
+        returns = reward[:, None] + discount[:, None] * next_z
+        with tf.GradientTape() as tape:
+            z, q = self._online_dist(state0, training=True)
+            chosen = tf.gather(z, action, axis=2, batch_dims=1)
+            per_sample = quantile_huber_loss(chosen, returns, self.delta_clip)
+            loss = tf.reduce_mean(weights * per_sample)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        mae = tf.reduce_mean(tf.abs(tf.reduce_mean(returns, axis=1) - tf.reduce_mean(chosen, axis=1)))
+        mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
+        return tf.stack([loss, mae, mean_q]), per_sample
+
     def backward(self, reward, terminal):
         if self.step % self.memory_interval == 0:
             self.memory.append(self.recent_observation, self.recent_action, reward, terminal,
@@ -163,12 +194,24 @@ class FastDQNAgent(rl.DQNAgent):
         return metrics
 
 
+def _distribution(model):
+    """(quantiles, Q-values) of a network with a quantile head, from one call."""
+    return tf_keras.Model(model.inputs, [model.get_layer("quantiles").output, model.output])
+
+
 def load_agent(model_path, params: Params, training: bool = True, test_epsilon: float | None = None):
-    """A compiled agent around the saved network at `model_path`."""
+    """A compiled agent around the saved network at `model_path`. Training needs the head params ask for;
+    playing needs only Q-values, which every head gives."""
     from invaders.rl.envs import action_count, observation_shape
 
     model = load_network(model_path)
     check_fits(model, model_path, observation_shape(params.env), params.agent.window_length, action_count(params.env))
+    has, wants = quantile_count(model), params.agent.head_quantiles
+    if training and has != wants:
+        def head(n):
+            return "a scalar head" if n is None else f"a quantile head of {n} quantiles"
+        raise ModelFileError(f"{named(model_path)}: built with {head(has)}, but agent.head and agent.quantiles ask for"
+                             f" {head(wants)}; rebuild it (dvc repro build)")
     return build_agent(model, params, training=training, test_epsilon=test_epsilon)
 
 
@@ -187,7 +230,8 @@ def build_agent(model, params: Params, training: bool = True, test_epsilon: floa
         value_test=eps.test, nb_steps=eps.anneal_steps,
     )
     if memory is None and training:
-        per, common = cfg.prioritized, {"seed": params.stream_seed("replay"), "n_step": cfg.n_step, "gamma": cfg.gamma}
+        per, common = cfg.prioritized, {"seed": params.stream_seed("replay"), "n_step": cfg.n_step, "gamma": cfg.gamma,
+                                        "augment": cfg.augment}
         memory = (PrioritizedReplayMemory(cfg.memory_limit, cfg.window_length, **common, alpha=per.alpha,
                                           beta_start=per.beta_start, epsilon=per.epsilon)
                   if per.enabled else ReplayMemory(cfg.memory_limit, cfg.window_length, **common))

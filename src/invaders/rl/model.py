@@ -19,13 +19,18 @@ from invaders.errors import ModelFileError, first_line, named
 from invaders.files import atomic_path
 
 
-def build_q_network(cfg: ModelConfig, frame_shape: tuple[int, ...], window: int, n_actions: int) -> tf_keras.Model:
+def build_q_network(cfg: ModelConfig, frame_shape: tuple[int, ...], window: int, n_actions: int,
+                    quantiles: int | None = None) -> tf_keras.Model:
     """`nature`: the DeepMind Nature CNN on (window, 84, 84) grayscale stacks.
 
     `seed`: the reference article's net. Its convolutions run on each of the `window` raw
     RGB frames separately (a 5-D input; Keras treats the leading axes as batch) and the
     result is flattened: 34,812,326 parameters with 6 actions and no dueling head. keras-rl2's
     dueling head, as the article used it, adds 257 (the value stream).
+
+    With `quantiles` N the head is QR-DQN's: a layer named `quantiles` of shape (N, actions), and
+    the model's output is their mean, the Q-values. The saved network is a Q-network either way, so
+    playing and evaluating need nothing else; training finds the `quantiles` layer by its name.
     """
     inputs = layers.Input(shape=(window, *frame_shape), dtype="uint8", name="frames")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
@@ -43,7 +48,7 @@ def build_q_network(cfg: ModelConfig, frame_shape: tuple[int, ...], window: int,
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(512, activation="relu", name="dense1")(x)
         x = layers.Dense(256, activation="relu", name="dense2")(x)
-    q = _q_head(x, cfg.dueling, n_actions)
+    q = _q_head(x, cfg.dueling, n_actions) if quantiles is None else _quantile_head(x, cfg.dueling, n_actions, quantiles)
     return tf_keras.Model(inputs, q, name=f"{cfg.architecture}_dqn")
 
 
@@ -58,6 +63,28 @@ def _q_head(x, dueling: str, n_actions: int):
     baseline = pool(name=f"advantage_{dueling}")(column)
     centred = layers.Subtract(name="advantage_centred")([advantage, baseline])
     return layers.Add(name="q_values")([value, centred])
+
+
+def _quantile_head(x, dueling: str, n_actions: int, n: int):
+    """Quantiles Z (n, actions); dueling per quantile: Z_i = V_i + A_i - mean_a A_i (or max_a). Q = mean_i Z_i."""
+    if dueling == "none":
+        z = layers.Reshape((n, n_actions), name="quantiles")(layers.Dense(n * n_actions, name="quantile_values")(x))
+    else:
+        value = layers.Reshape((n, 1), name="value_quantiles")(layers.Dense(n, name="value")(x))
+        advantage = layers.Reshape((n, n_actions), name="advantage_quantiles")(
+            layers.Dense(n * n_actions, name="advantage")(x))
+        pool = layers.GlobalAveragePooling1D if dueling == "avg" else layers.GlobalMaxPooling1D
+        baseline = pool(data_format="channels_first", name=f"advantage_{dueling}")(advantage)  # over actions
+        baseline = layers.Reshape((n, 1), name="advantage_baseline")(baseline)
+        centred = layers.Subtract(name="advantage_centred")([advantage, baseline])
+        z = layers.Add(name="quantiles")([value, centred])
+    return layers.GlobalAveragePooling1D(name="q_values")(z)  # the mean over quantiles
+
+
+def quantile_count(model: tf_keras.Model) -> int | None:
+    """N of a network with a quantile head, None for a scalar head."""
+    names = {layer.name for layer in model.layers}
+    return int(model.get_layer("quantiles").output_shape[1]) if "quantiles" in names else None
 
 
 # The layers `with_precision` switches: the convolutions and hidden dense layers hold nearly all

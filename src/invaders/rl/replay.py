@@ -28,6 +28,10 @@ Python's and NumPy's global RNGs (keras-rl2 draws without replacement from `rand
 
 The arrays are allocated with `np.zeros` on the first stored transition: the OS maps untouched
 pages lazily, so resident memory grows with the filled part, not with `limit`.
+With `augment="shift"` every batch `sample_batch` returns has its states randomly shifted
+(`augment.random_shift`, state0 then state1, from the same generator, after the rows are drawn);
+the stored frames and keras-rl2's `sample` never are.
+
 Memory per transition: the frame's bytes (7056 for 84x84) + 9 (int32 action, float32 reward,
 bool terminal).
 """
@@ -42,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from invaders.compat.keras_rl2 import load_rl
+from invaders.rl.augment import random_shift
 from invaders.rl.sumtree import SumTree
 
 rl = load_rl()
@@ -62,7 +67,10 @@ class Batch(NamedTuple):
 class ReplayMemory(rl.Memory):
     """keras-rl2's `Memory` interface over uint8 ring buffers; see the module docstring."""
 
-    def __init__(self, limit: int, window_length: int, seed: int = 0, n_step: int = 1, gamma: float = 0.99):
+    def __init__(self, limit: int, window_length: int, seed: int = 0, n_step: int = 1, gamma: float = 0.99,
+                 augment: str = "none"):
+        if augment not in ("none", "shift"):
+            raise ValueError(f"augment must be none or shift, not {augment!r}")
         if limit < window_length + n_step + 2:
             raise ValueError(f"limit ({limit}) must be at least window_length + n_step + 2"
                              f" ({window_length + n_step + 2})")
@@ -70,6 +78,7 @@ class ReplayMemory(rl.Memory):
         self.limit = limit
         self.seed = seed
         self.n_step = n_step
+        self.augment = augment
         self._discounts = np.array([gamma ** k for k in range(n_step)], np.float64)  # libm: see _power
         # The bootstrap's discount, rounded to float32 as the gradient step's arithmetic is.
         self._bootstrap = np.float32(gamma ** n_step)
@@ -134,7 +143,10 @@ class ReplayMemory(rl.Memory):
         """One training batch. `progress` (the fraction of training done) anneals prioritized
         replay's importance sampling; uniform sampling ignores it."""
         rows = self._draw(batch_size)
-        return Batch(*self._transitions(rows), self._weights(rows, progress), self._physical(rows - 1))
+        state0, action, reward, state1, discount = self._transitions(rows)
+        if self.augment == "shift":
+            state0, state1 = random_shift(state0, self._rng), random_shift(state1, self._rng)
+        return Batch(state0, action, reward, state1, discount, self._weights(rows, progress), self._physical(rows - 1))
 
     def _weights(self, rows: np.ndarray, progress: float) -> np.ndarray:
         return np.ones(len(rows), np.float32)
@@ -299,8 +311,8 @@ class PrioritizedReplayMemory(ReplayMemory):
     """
 
     def __init__(self, limit: int, window_length: int, seed: int = 0, n_step: int = 1, gamma: float = 0.99,
-                 alpha: float = 0.5, beta_start: float = 0.4, epsilon: float = 1e-6):
-        super().__init__(limit, window_length, seed=seed, n_step=n_step, gamma=gamma)
+                 augment: str = "none", alpha: float = 0.5, beta_start: float = 0.4, epsilon: float = 1e-6):
+        super().__init__(limit, window_length, seed=seed, n_step=n_step, gamma=gamma, augment=augment)
         self.alpha, self.beta_start, self.epsilon = alpha, beta_start, epsilon
         self._tree = SumTree(limit)
         self._max_priority = 1.0

@@ -18,7 +18,7 @@ def build(params: Params, out: Path = Path("data/model"), echo: Echo = print) ->
 
     seed_everything(params.seed)  # the initial weights
     model = build_q_network(params.model, observation_shape(params.env), params.agent.window_length,
-                            action_count(params.env))
+                            action_count(params.env), params.agent.head_quantiles)
     out.mkdir(parents=True, exist_ok=True)
     save_network(model, out / "model.keras")
     summary = summarize(model)

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from invaders.rl.augment import random_shift
+
+pytestmark = pytest.mark.unit
+
+
+def _padded_crop(states, offsets, pad=4):
+    """The definition: pad by edge replication, crop back at the offset."""
+    widths = [(0, 0), (0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (states.ndim - 4)
+    padded = np.pad(states, widths, mode="edge")
+    h, w = states.shape[2:4]
+    return np.stack([p[:, dy:dy + h, dx:dx + w] for p, (dy, dx) in zip(padded, offsets)])
+
+
+@pytest.mark.parametrize("shape", [(16, 4, 84, 84), (5, 3, 21, 16, 3)])
+def test_shift_is_pad_and_crop_at_offsets_from_the_generator(shape):
+    states = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    shifted = random_shift(states, np.random.default_rng(7))
+    offsets = np.random.default_rng(7).integers(0, 9, size=(shape[0], 2))  # the same draw
+    assert shifted.shape == states.shape and shifted.dtype == np.uint8
+    np.testing.assert_array_equal(shifted, _padded_crop(states, offsets))
+    assert len({tuple(o) for o in offsets}) > 1  # the states moved differently
+    assert not np.array_equal(shifted, states)
+
+
+def test_shift_is_a_pure_function_of_the_seed():
+    states = np.random.default_rng(1).integers(0, 256, (32, 4, 84, 84), dtype=np.uint8)
+    copy = states.copy()
+    first = random_shift(states, np.random.default_rng(3))
+    np.testing.assert_array_equal(states, copy)  # the input is left alone
+    np.testing.assert_array_equal(random_shift(states, np.random.default_rng(3)), first)
+    assert not np.array_equal(random_shift(states, np.random.default_rng(4)), first)
