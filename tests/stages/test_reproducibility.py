@@ -61,10 +61,14 @@ def digests(root: Path, names: list[str]) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): digest(p) for p in files}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+# The defaults, and the quantile head with random-shift replays (agent.head, agent.augment) on top of them.
+VARIANTS = {"defaults": {}, "quantile-shift": {"agent": {"head": "quantile", "quantiles": 8, "augment": "shift"}}}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def project(request, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("repro")
-    make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS))
+    make_project(root, merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), VARIANTS[request.param]))
     return root, digests(root, OUTPUTS)
 
 
