@@ -3,7 +3,8 @@
 Same settings for every agent: Nature CNN, batch 32, a gradient step every 4 env steps, warmup
 1000. keras-rl2 runs as in its Atari example (DQNAgent + SequentialMemory, one-step uniform
 replay); ours runs the same algorithm (FastDQNAgent + ReplayMemory, `n_step: 1`, uniform), then
-the defaults (3-step returns, prioritized replay), then the defaults in bfloat16. SB3's DQN
+the defaults (3-step returns, prioritized replay), then the defaults in bfloat16, then (portable)
+the defaults with the quantile head and random-shift replays. SB3's DQN
 (PyTorch) runs in its own venv, in the same bench run, when one is given (`make bench` makes it).
 
 Both reproducibility modes: every TensorFlow measurement runs in a fresh process that applies
@@ -265,6 +266,7 @@ def print_step_profile(mode: str) -> float:
 
 # Issue 23's goals, on the AVX2 path (portable mode) against SB3's AVX2 path in the same run.
 GOAL_SB3_RATIO, GOAL_PEAK, GOAL_EVAL = 1.5, 0.65, 1500.0
+GOAL_QUANTILE = 0.9  # issue 24: the quantile head with random shifts within 10% of the scalar head's training speed
 
 
 def verdict(ok: bool) -> str:
@@ -310,6 +312,10 @@ def main() -> None:
     full_all, full_after = modes["native"]
     bf16 = defaults["native"].model_copy(update={"agent": defaults["native"].agent.model_copy(update={"precision": "bfloat16"})})
     bf16_all, bf16_after = train_rates(bf16)
+    portable = defaults["portable"]  # issue 24's goal: the quantile head with shifts beside the scalar head, portable
+    quantile = portable.model_copy(update={"agent": portable.agent.model_copy(update={"head": "quantile",
+                                                                                      "augment": "shift"})})
+    quantile_rates = train_rates(quantile)
     sb3 = {mode: sb3_rates(args.sb3_python, args.steps, avx2=mode == "portable") for mode in MODES}
     replay = replay_numbers(args.replay_transitions, 2000)
     widths = sorted({1, args.eval_parallel})
@@ -327,6 +333,8 @@ def main() -> None:
         (f"training, defaults: 3-step + prioritized ({after})", "-", f"{full_after:.1f}", full_after / plain_after),
         ("training, defaults in bfloat16 (all steps)", "-", f"{bf16_all:.1f}", bf16_all / plain_all),
         (f"training, defaults in bfloat16 ({after})", "-", f"{bf16_after:.1f}", bf16_after / plain_after),
+        *((f"training, quantile head ({quantile.agent.quantiles}) + shift, portable ({label})", "-",
+           f"{q:.1f}", None) for label, q in zip(("all steps", after), quantile_rates)),
         ("replay: bytes per transition (84x84)", "-", f"{replay['bytes']:.0f}", None),
         ("replay: sample a batch of 32, ms (median)", f"{replay['theirs_ms']:.3f}", f"{replay['ours_ms']:.3f}",
          replay["theirs_ms"] / replay["ours_ms"]),
@@ -382,6 +390,9 @@ def main() -> None:
     ratios = None if sb3["portable"] is None else (modes["portable"][0] / sb3["portable"]["all"],
                                                    modes["portable"][1] / sb3["portable"]["after_warmup"])
     print_goals(ratios, peak_fraction, evals["portable", args.eval_parallel], args.eval_parallel)
+    quantile_ratio = quantile_rates[1] / modes["portable"][1]
+    print(f"  quantile head + shift >= {GOAL_QUANTILE:.0%} of the scalar head's speed ({after}, portable):"
+          f" {quantile_ratio:.0%}, {verdict(quantile_ratio >= GOAL_QUANTILE)}")
 
 
 if __name__ == "__main__":
