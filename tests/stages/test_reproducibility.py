@@ -100,6 +100,9 @@ def test_forced_rerun_is_byte_identical(project):
     assert latest.data.tags["outputs.sha256"] == hashlib.sha256(listing.encode()).hexdigest()
     assert not any(key.startswith("sha256.") for key in latest.data.tags)
     assert latest.data.params["seed"] == "0"
+    head = yaml.safe_load((root / "params.yaml").read_text())["agent"]["head"]
+    assert latest.info.run_name == {"scalar": "dqn-nature", "quantile": "qr-dqn-nature"}[head]
+    assert latest.data.params["agent.head"] == head
 
 
 def test_killed_training_resumes_to_the_same_outputs(project):

@@ -133,7 +133,8 @@ def train(params: Params, model: Path = Path("data/model/model.keras"), out: Pat
         echo(f"train: resuming from the checkpoint at step {resume.meta['step']}")
         run_id = resume.meta["run_id"] if run_exists(resume.meta["run_id"]) else None
     resumed_run = run_id
-    run_id = start_run(experiment_id, run_id, f"dqn-{params.model.architecture}", {"stage": "train", **(tags or {})})
+    name = f"{'qr-dqn' if params.agent.head == 'quantile' else 'dqn'}-{params.model.architecture}"  # for the UI
+    run_id = start_run(experiment_id, run_id, name, {"stage": "train", **(tags or {})})
     out.mkdir(parents=True, exist_ok=True)
     outbox = Outbox(run_id, out / ".outbox-spill.jsonl", echo=tqdm.write)
     if resumed_run is None:
