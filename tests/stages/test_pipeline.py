@@ -293,7 +293,7 @@ def test_evaluate_command_takes_a_registry_uri_and_agrees_with_the_file(project)
 
 def test_agent_train_and_promote_params_rerun_what_the_readme_says(project):
     """Last on this project: it retrains. agent.*, train.* and evaluate.parallel_episodes (validation plays that
-    many at a time) re-run train, evaluate and promote; promote.* re-runs promote alone."""
+    many at a time) re-run train, evaluate and promote; promote.* re-runs promote alone; agent.head the build too."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["promote"]["alpha"] = 0.01
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -303,6 +303,10 @@ def test_agent_train_and_promote_params_rerun_what_the_readme_says(project):
         params[section][key] = value
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert ran_stages(run(["dvc", "repro"], project).stdout) == ["train", "evaluate", "promote"], key
+    # The head is the network's: it rebuilds it, and training takes the new network.
+    params["agent"]["head"] = "quantile"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(run(["dvc", "repro"], project).stdout) == ["build", "train", "evaluate", "promote"]
 
 
 def test_seed_preset_runs(tmp_path):
