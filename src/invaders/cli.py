@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", type=Path, help="write the first episode to this MP4 file")
 
     prm = commands.add_parser("params", help="write params.yaml for a run: a preset, then overrides (retrain script)")
-    prm.add_argument("--preset", help="'default' (params.yaml as it is), a name in presets/ (seed, smoke) or a file")
+    prm.add_argument("--preset", help="'default' (params.yaml as it is), a name in presets/ (seed, smoke, long) or a file")
     prm.add_argument("--steps", type=int, help="train.steps")
     prm.add_argument("--seed", type=int, help="seed")
     prm.add_argument("--mode", help="reproducibility.mode: portable or native")

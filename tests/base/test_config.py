@@ -20,6 +20,16 @@ def test_params_yaml_and_seed_preset_are_valid():
     assert (seed.agent.learning_rate, seed.baseline.episodes, seed.evaluate.episodes) == (1e-4, 5, 10)
 
 
+def test_the_seed_preset_keeps_the_articles_algorithm_and_the_long_one_only_a_bigger_budget():
+    seed = load_params(REPO / "presets" / "seed.yaml").agent
+    assert (seed.head, seed.augment, seed.n_step, seed.double_dqn, seed.prioritized.enabled) == (
+        "scalar", "none", 1, False, False)
+    default, long = (load_params(REPO / name).flat() for name in ("params.yaml", "presets/long.yaml"))
+    assert {k for k in default if default[k] != long[k]} == {
+        "agent.memory_limit", "agent.epsilon.anneal_steps", "train.steps", "train.checkpoint_every", "train.eval_every"}
+    assert long["train.steps"] == 1_000_000
+
+
 def test_flat_params_have_dotted_keys(default_params):
     flat = parse_params(default_params).flat()
     assert flat["agent.epsilon.anneal_steps"] == default_params["agent"]["epsilon"]["anneal_steps"]
