@@ -61,15 +61,17 @@ def digests(root: Path, names: list[str]) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): digest(p) for p in files}
 
 
-# The defaults, and the quantile head with random-shift replays (agent.head, agent.augment) on top of them.
-VARIANTS = {"defaults": {}, "quantile-shift": {"agent": {"head": "quantile", "quantiles": 8, "augment": "shift"}}}
-
-
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def project(request, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def built_project(tmp_path_factory, overrides: dict) -> tuple[Path, dict[str, str]]:
+    """A tiny project on params.yaml with PARAMS and `overrides`, run once; its outputs' digests."""
     root = tmp_path_factory.mktemp("repro")
-    make_project(root, merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), VARIANTS[request.param]))
+    make_project(root, merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS), overrides))
     return root, digests(root, OUTPUTS)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The defaults. test_reproducibility_quantile.py runs these tests again with the quantile head and shifts."""
+    return built_project(tmp_path_factory, {})
 
 
 def train_runs(root: Path) -> list:
