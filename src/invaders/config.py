@@ -148,7 +148,7 @@ class TrainConfig(Strict):
 
 
 class EvaluateConfig(Strict):
-    episodes: int = Field(30, ge=1, le=10_000)
+    episodes: int = Field(100, ge=1, le=10_000)
     epsilon: float = Field(0.01, ge=0.0, le=1.0)
     video: bool = Field(True, description="record the first evaluation episode as MP4")
     parallel_episodes: int = Field(
