@@ -26,3 +26,9 @@ def test_the_short_base_is_the_defaults_at_100000_steps():
     defaults, short = flat("params.yaml"), flat("sweeps/short.params.yaml")
     assert {k: (defaults[k], short[k]) for k in defaults if defaults[k] != short[k]} == {
         "train.steps": (300_000, 100_000), "train.eval_every": (25_000, 20_000), "evaluate.video": (True, False)}
+
+
+@pytest.mark.parametrize("name, key, value", [("quantile", "agent.head", "quantile"), ("shift", "agent.augment", "shift")])
+def test_each_ablation_base_is_the_short_base_with_one_component_on(name, key, value):
+    short, ablation = flat("sweeps/short.params.yaml"), flat(f"sweeps/short-{name}.params.yaml")
+    assert {k: ablation[k] for k in short if short[k] != ablation[k]} == {key: value}
