@@ -55,7 +55,7 @@ repro: install
 # The Debian packages the suite needs (chromium, postgresql) are installed first if missing, or named with the
 # command that installs them (exit 2) before anything else is installed and any test runs. test-fast needs none.
 test: test-prerequisites install
-	$(RUN) python -m pytest -n 2 --dist loadscope
+	$(RUN) python -m pytest -n 2 --dist loadscope --durations=15
 
 test-prerequisites:
 	$(check_python)
