@@ -121,8 +121,8 @@ def serving(cmd: list[str], cwd: Path, url: str, log: Path):
 # `make test` runs the modules on two workers (pytest-xdist, --dist loadscope: a module's tests and
 # its fixtures stay on one worker). Workers take modules in collection order, so the longest go first
 # and the short ones fill in around them.
-LONGEST_FIRST = ("test_no_secret.py", "test_team_server.py", "test_sweep.py", "test_pipeline.py", "test_reproducibility.py",
-                 "test_reproducibility_quantile.py", "test_retrain.py", "test_portable.py")
+LONGEST_FIRST = ("test_no_secret.py", "test_team_server.py", "test_sweep.py", "test_pipeline.py",
+                 "test_reproducibility.py", "test_reproducibility_quantile.py", "test_retrain.py", "test_portable.py")
 
 
 # Every test says what it needs (pyproject.toml registers these; `make test-fast` runs `-m unit`).
