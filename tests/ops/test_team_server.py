@@ -4,6 +4,7 @@ trustme) that every client trusts through MLFLOW_TRACKING_SERVER_CERT_PATH, user
 users add`, the pipeline and the retrain script run by a writer, a reader and an admin, the server
 going away mid-run, and a writer's permission revoked mid-run."""
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import trustme
 import yaml
@@ -332,6 +334,27 @@ def wait_for_training(server, experiment: str, runs: int, metric: str = "epsilon
     raise AssertionError("training did not start")
 
 
+@contextlib.contextmanager
+def held(*projects: Path):
+    """Every process running in `projects` (dvc and the stage it runs) stopped with SIGSTOP, and continued
+    on leaving: what the test does meanwhile (stopping the server, revoking a permission) happens mid-training
+    however fast the machine trains, never after a 300-step training has already ended."""
+    roots = {str(root) for root in projects}
+    stopped = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.cwd() in roots:
+                process.suspend()
+                stopped.append(process)
+    assert stopped, "no process runs in " + ", ".join(sorted(roots))
+    try:
+        yield
+    finally:
+        for process in stopped:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
+
+
 def users_admin(server):
     """MLflow's client for users and permissions, as the admin."""
     from mlflow.server import get_app_client
@@ -439,7 +462,8 @@ def test_two_trainings_survive_the_server_going_away(server, writer_project, tmp
     for t in threads:
         t.start()
     wait_for_training(server, "outage", runs=2)
-    server.stop()
+    with held(*projects.values()):
+        server.stop()
     time.sleep(20)
     server.start()  # the same directory: its users, runs and artifacts are all still there
     for t in threads:
@@ -478,7 +502,8 @@ def test_records_kept_while_the_server_stays_away_are_sent_by_a_rerun(server, wr
         server.client(server.writer()).get_experiment_by_name("stays-away").experiment_id).info.run_id
     first = in_background(TRAIN, tmp_path, INVADERS_TRACKING_WAIT="5", **server.writer())
     wait_for_training(server, "stays-away", runs=1)
-    server.stop()
+    with held(tmp_path):
+        server.stop()
     outbox = Outbox(spill_run, tmp_path / "spill.jsonl", memory_limit=10, echo=lambda line: None)
     for step in range(100):
         outbox.log_metrics({"x": float(step)}, step)
@@ -506,7 +531,8 @@ def test_records_a_writer_may_no_longer_send_are_kept_and_sent_once_allowed_agai
     experiment_id = train_alone(server, writer_project, tmp_path, "revoked")
     first = in_background(TRAIN, tmp_path, **server.writer())
     wait_for_training(server, "revoked", runs=1, metric="system/")
-    users_admin(server).revoke_user_permission(WRITER, "experiment", experiment_id)
+    with held(tmp_path):
+        users_admin(server).revoke_user_permission(WRITER, "experiment", experiment_id)
     refused = first()
     answer = "HTTP 403 PERMISSION_DENIED: Permission denied"
     count = kept(refused, f"the tracking server refused the run's records: {answer} \\(user '{WRITER}' needs EDIT on"
