@@ -287,7 +287,7 @@ def distributions():
 
 
 def sweep_base(params: str) -> dict:
-    return {"name": "fuzz", "params": params, "seeds": [0, 1],
+    return {"name": "fuzz", "params": params, "base": {"agent.gamma": 0.95}, "seeds": [0, 1],
             "grid": {"agent.learning_rate": [0.0001, 0.0003], "agent.n_step": [1, 3]},
             "random": {"samples": 2, "seed": 0, "space": {"agent.gamma": {"uniform": [0.9, 0.99]}}},
             "resources": {"cpus": 1, "memory_gb": 2}, "metric": "eval_mean_reward",
@@ -318,9 +318,15 @@ def sweep_leaves(params: str):
                                                  "env.noop_max", "baseline.episodes", "evaluate.episodes", "seed")[:-1]}),
     )
 
+    base_values = st.one_of(scalars(), st.sampled_from([0, 1, 32, 100, 300, 301, 10**6, "quantile", "shift"]))
+    bases = st.dictionaries(st.one_of(st.sampled_from(known), st.sampled_from(known).flatmap(misspelled), keys()),
+                            base_values, max_size=3)
+
     def leaf(name, current):
         if name == "grid":
             return grids
+        if name == "base":
+            return bases
         if name == "space":
             return st.dictionaries(st.one_of(st.sampled_from(known), keys()), distributions(), max_size=3)
         if name in ("uniform", "loguniform", "randint", "choice"):

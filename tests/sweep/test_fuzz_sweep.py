@@ -69,6 +69,10 @@ def sweep_file(project, body: str) -> str:
      "up to 1000000001 settings × 1 seeds; a sweep runs at most 10000 trials"),
     ("grid: {env.id: [\"ALE/Pong\\nv5\"]}\n", "setting env.id='ALE/Pong\\nv5', seed 0: env.id: 'ALE/Pong\\nv5' is not"),
     ("grid: {\"agent.\\ngamma\": [1]}\n", "grid: 'agent.\\ngamma': unknown params key"),
+    ("base: {agent.learnin_rate: 0.1}\n", "base: agent.learnin_rate: unknown params key"),
+    ("base: {seed: 3}\n", "base: seed: seeds are listed under `seeds`"),
+    ("base: {agent.warmup_steps: 500}\n", "base: agent.warmup_steps (500) must be less than train.steps (300)"),
+    ("base: {agent.head: scalar, agent.augment: crop}\n", "base: agent.augment: got 'crop', allowed: 'none' or 'shift'"),
 ])
 def test_bad_random_spaces_grids_and_resources_are_one_line(project, body, says):
     message = sweep_file(project, body)

@@ -568,6 +568,22 @@ def test_settings_are_the_base_then_the_grid_crossed_with_seeded_random_draws(tm
 
 
 @pytest.mark.unit
+def test_base_sets_keys_for_the_base_and_every_setting(tmp_path):
+    from invaders.sweep.spec import load
+
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    spec = {"name": "x", "params": str(tmp_path / "presets" / "smoke.yaml"), "seeds": [0],
+            "base": {"agent.head": "quantile", "agent.quantiles": 8},
+            "grid": {"agent.quantiles": [8, 16], "agent.augment": ["none", "shift"]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    trials = load(tmp_path / "s.yaml")[1]
+    assert all(t.params["agent"]["head"] == "quantile" for t in trials)
+    # (8, none) is the base with its overrides: it runs once, as the setting `base`
+    points = [(t.params["agent"]["quantiles"], t.params["agent"]["augment"]) for t in trials]
+    assert points[0] == (8, "none") and sorted(points) == [(8, "none"), (8, "shift"), (16, "none"), (16, "shift")]
+
+
+@pytest.mark.unit
 def test_validating_a_sweep_file_does_not_import_ray(tmp_path):
     """`invaders.sweep.spec` is the sweep file's schema and its trials: loading one (every trial's params
     built and validated) needs no Ray, which only the driver, the trials and the live table import."""

@@ -124,7 +124,7 @@ def run(path: Path, address: str | None = None, resume: bool = False, write_best
     else:
         parent = start_run(experiment_id, None, f"sweep-{sweep.name}", {"stage": "sweep", "sweep": sweep.name})
         mlflow.MlflowClient().log_artifact(parent, str(path))
-        for key, value in {"sweep.params": sweep.params, "sweep.seeds": sweep.seeds, "sweep.metric": sweep.metric,
+        for key, value in {"sweep.params": sweep.params, "sweep.base": sweep.base, "sweep.seeds": sweep.seeds, "sweep.metric": sweep.metric,
                            "sweep.trials": len(trials), "sweep.settings": len(trials) // len(sweep.seeds),
                            "sweep.cpus_per_trial": sweep.resources.cpus}.items():
             mlflow.MlflowClient().log_param(parent, key, str(value))

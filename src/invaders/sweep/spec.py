@@ -1,6 +1,6 @@
 """The sweep file: its schema, and the trials it expands to (settings × seeds), all validated.
 
-A sweep file names a base params file, a grid and/or random search space over dotted params keys,
+A sweep file names a base params file (and keys it sets there), a grid and/or random search space over dotted params keys,
 the seeds every setting runs with, the resources of a trial and the metric. Every trial's params
 are built and validated here, before Ray starts (nothing here imports Ray). The base params always
 run as the setting `base`, so the summary can say whether the best setting beats them.
@@ -90,6 +90,9 @@ class Asha(Strict):
 class Sweep(Strict):
     name: str = Field(description="data/sweeps/<name>/ holds its trials and summary")
     params: Path = Field(Path("params.yaml"), description="the base params file")
+    base: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="dotted params keys set in the base params file: the setting `base`"
+                                          " runs with them, and every other setting starts from them")
     seeds: list[int] = Field(min_length=1, description="every setting runs with every seed")
     grid: dict[str, list[bool | int | float | str]] = Field(default_factory=dict)
     random: RandomSearch | None = None
@@ -166,10 +169,10 @@ def load(path: Path) -> tuple[Sweep, list[Trial]]:
     base = load_params(sweep.params)  # a missing or bad base params file: its own one line
     known = set(base.flat())
     space = {**sweep.grid, **(sweep.random.space if sweep.random else {})}
-    for key in space:
-        where = "grid" if key in sweep.grid else "random.space"
+    for key in [*sweep.base, *space]:
+        where = "base" if key in sweep.base else "grid" if key in sweep.grid else "random.space"
         if key == "seed":
-            raise SweepError(f"{source}: {where}: seed: seeds are listed under `seeds`, not searched over")
+            raise SweepError(f"{source}: {where}: seed: seeds are listed under `seeds`, not set or searched over")
         if key not in known:
             raise SweepError(f"{source}: {where}: {named(key)}: unknown params key (dotted keys of the params reference,"
                              " such as agent.learning_rate)")
@@ -181,6 +184,14 @@ def load(path: Path) -> tuple[Sweep, list[Trial]]:
     if (count + 1) * len(sweep.seeds) > MAX_TRIALS:  # + 1: the base params run too
         raise SweepError(f"{source}: up to {count + 1} settings × {len(sweep.seeds)} seeds; a sweep runs at most"
                          f" {MAX_TRIALS} trials")
+    if sweep.base:
+        raw = base.model_dump()
+        for key, value in sweep.base.items():
+            _set(raw, key, value)
+        try:
+            base = parse_params(raw, f"{source}: base")
+        except ParamsError as exc:
+            raise SweepError(str(exc)) from None
     return sweep, _trials(source, sweep, base)
 
 
