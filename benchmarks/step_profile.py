@@ -88,6 +88,30 @@ def step_seconds(params) -> tuple[float, float]:
     return (time.perf_counter() - start) / STEPS, step_flop(agent.model, params.agent.batch_size)
 
 
+def head_costs(scalar, quantile) -> dict[str, float]:
+    """Median ms of a gradient step with `scalar`'s and with `quantile`'s head (the two agents' steps
+    interleaved on one fixed batch each, so a slow patch of the machine falls on both), and of the
+    random shifts a batch of `quantile`'s gets (two calls: s and s'); call in a fresh process."""
+    from invaders.rl.augment import random_shift
+
+    reproducibility.apply(scalar)
+    steps = {name: _agent_and_batch(params) for name, params in (("scalar", scalar), ("quantile", quantile))}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(5 + STEPS):
+        for name, (agent, batch) in steps.items():
+            start = time.perf_counter()
+            agent._train_step(*batch)[0].numpy()
+            if i >= 5:
+                times[name].append(time.perf_counter() - start)
+    states, rng, shifts = steps["quantile"][1][0].numpy(), np.random.default_rng(0), []
+    for _ in range(200):
+        start = time.perf_counter()
+        random_shift(states, rng), random_shift(states, rng)
+        shifts.append(time.perf_counter() - start)
+    return {**{f"{name}_ms": float(np.median(t)) * 1e3 for name, t in times.items()},
+            "shift_ms": float(np.median(shifts)) * 1e3}
+
+
 def _verbose_steps(mode: str) -> None:
     """Child process: STEPS gradient steps with oneDNN's per-primitive timings on stdout."""
     import run
